@@ -1,0 +1,75 @@
+# libsamm - the user's entry point.  CMake does the building; this file
+# names the builds and runs them.
+#
+#   make              release build into build/
+#   make test         unit tests: release, ASan+UBSan, TSan, then Valgrind
+#   make demo         build and run the demo
+#   make bench        build and run the benchmarks
+#   make install PREFIX=/usr/local
+#   make clean
+
+PREFIX ?= /usr/local
+JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE  ?= cmake
+CTEST  ?= ctest
+VALGRIND := $(shell command -v valgrind 2>/dev/null)
+CMAKE_FLAGS ?= -DSAMM_WERROR=ON
+
+.PHONY: all build test test-release test-asan test-tsan test-valgrind demo bench bench-quick \
+        install clean format
+
+all: build
+
+build/CMakeCache.txt:
+	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) \
+	    -DSAMM_VALGRIND=$(VALGRIND) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+
+build: build/CMakeCache.txt
+	$(CMAKE) --build build -j $(JOBS)
+
+build-asan/CMakeCache.txt:
+	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSAMM_SANITIZE=address \
+	    -DSAMM_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+
+build-tsan/CMakeCache.txt:
+	$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSAMM_SANITIZE=thread \
+	    -DSAMM_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+
+test: test-release test-asan test-tsan test-valgrind
+	@echo "make test: release, ASan+UBSan, TSan and Valgrind suites all passed"
+
+test-release: build
+	cd build && $(CTEST) --output-on-failure -j $(JOBS) -L unit
+
+test-asan: build-asan/CMakeCache.txt
+	$(CMAKE) --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    $(CTEST) --output-on-failure -j $(JOBS) -L unit
+
+test-tsan: build-tsan/CMakeCache.txt
+	$(CMAKE) --build build-tsan -j $(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	    $(CTEST) --output-on-failure -j $(JOBS) -L unit
+
+test-valgrind: build
+	@test -n "$(VALGRIND)" || { echo "valgrind not found: install it (apt-get install valgrind)"; exit 1; }
+	cd build && $(CTEST) --output-on-failure -j $(JOBS) -L valgrind
+
+demo: build
+	./build/examples/scope_storage
+
+bench: build
+	./build/bench/bench_scope
+
+bench-quick: build
+	./build/bench/bench_scope --quick
+
+install: build
+	$(CMAKE) --install build --prefix $(PREFIX)
+
+format:
+	clang-format -i include/*.h src/*.[ch] tests/*.[ch] bench/*.[ch] examples/*.c
+
+clean:
+	rm -rf build build-asan build-tsan

@@ -1,0 +1,79 @@
+/* error.c - how errors leave the library: one user-settable handler, a
+ * default that prints one "samm: ..." line to stderr, and a count.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
+static samm_error_fn handler;
+static void *handler_user;
+static atomic_uint_fast64_t error_count;
+
+samm_error_fn samm_set_error_handler(samm_error_fn fn, void *user)
+{
+    pthread_mutex_lock(&handler_lock);
+    samm_error_fn old = handler;
+    handler = fn;
+    handler_user = user;
+    pthread_mutex_unlock(&handler_lock);
+    return old;
+}
+
+const char *samm_error_name(SAMMErrorCode code)
+{
+    switch (code) {
+    case SAMM_ERR_OUT_OF_MEMORY:
+        return "out of memory";
+    case SAMM_ERR_BAD_DEPTH:
+        return "bad scope depth";
+    case SAMM_ERR_EXIT_AT_GLOBAL:
+        return "exit at global scope";
+    case SAMM_ERR_DOUBLE_FREE:
+        return "double free";
+    case SAMM_ERR_FOREIGN_POINTER:
+        return "foreign pointer";
+    case SAMM_ERR_NOT_TRACKED:
+        return "not tracked";
+    case SAMM_ERR_SCOPE_IMBALANCE:
+        return "scope imbalance";
+    case SAMM_ERR_LEAK:
+        return "leak";
+    case SAMM_ERR_BAD_ARGUMENT:
+        return "bad argument";
+    }
+    return "unknown error";
+}
+
+uint64_t samm_error_count(void)
+{
+    return atomic_load(&error_count);
+}
+
+void samm__report(SAMMErrorCode code, const char *call, const void *ptr, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    atomic_fetch_add(&error_count, 1);
+
+    pthread_mutex_lock(&handler_lock);
+    samm_error_fn fn = handler;
+    void *user = handler_user;
+    pthread_mutex_unlock(&handler_lock);
+
+    SAMMError err = {code, call ? call : "?", ptr, msg};
+    if (fn) {
+        fn(&err, user);
+        return;
+    }
+    /* One write per line so lines from several threads do not interleave. */
+    char line[320];
+    snprintf(line, sizeof line, "samm: %s in %s\n", msg, err.call);
+    fputs(line, stderr);
+}

@@ -1,0 +1,112 @@
+/* internal.h - what libsamm's modules share among themselves.
+ *
+ * Names: samm_ public (include/), samm__ internal across files, static inside
+ * one file.  Nothing here is exported from the shared library.
+ */
+#ifndef SAMM_INTERNAL_H
+#define SAMM_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "samm.h"
+#include "samm_scope.h"
+
+#define SAMM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SAMM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define SAMM_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+#define SAMM_NOINLINE __attribute__((noinline))
+#define SAMM_COLD __attribute__((cold, noinline))
+
+/* ------------------------------------------------------------------------
+ * Allocation hook (xalloc.c): every allocation the library makes for its
+ * own bookkeeping goes through these, so tests can inject failures.  They
+ * are plain malloc/realloc/free underneath: what they return may be
+ * released with free().
+ * ---------------------------------------------------------------------- */
+void *samm__malloc(size_t n);
+void *samm__calloc(size_t n, size_t size);
+void *samm__realloc(void *p, size_t n);
+void samm__free(void *p);
+
+/* Test hook: the next `ok` allocations succeed, then `fail` fail, then all
+ * succeed again.  samm__fail_reset() disarms it. */
+void samm__fail_after(long ok, long fail);
+void samm__fail_reset(void);
+
+/* ------------------------------------------------------------------------
+ * Error reporting (error.c): the single place errors leave the library.
+ * `fmt` describes the problem; the pointer, if any, is part of the message.
+ * ---------------------------------------------------------------------- */
+void samm__report(SAMMErrorCode code, const char *call, const void *ptr, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* ------------------------------------------------------------------------
+ * Scope storage (scope.c).  The frame layout is shared so that the core can
+ * use the inline fast paths below instead of the exported wrappers.
+ * ---------------------------------------------------------------------- */
+typedef struct samm_frame {
+    void **ptrs;
+    uint8_t *types;
+    uint8_t *sc;
+    size_t count;
+    size_t cap;
+    uint32_t *index; /* lazy hash index (index[-1] is its capacity) or NULL */
+} samm_frame;
+
+typedef struct samm_frames {
+    samm_frame *v;
+    size_t n; /* frames allocated: valid depths are 0..n-1 */
+} samm_frames;
+
+extern SAMM_TLS samm_frames samm__tls_frames;
+
+/* Grows storage so that depth `depth` exists; false (reported) on OOM. */
+bool samm__frames_reserve(size_t depth, const char *call);
+/* Slow path of add: grow the arrays (and index); false (reported) on OOM. */
+bool samm__frame_add_slow(samm_frame *f, void *ptr, uint8_t type, uint8_t sc, const char *call);
+bool samm__frame_remove(samm_frame *f, void *ptr, uint8_t *out_type, uint8_t *out_sc);
+void samm__frame_drop_index(samm_frame *f);
+/* Releases all of the calling thread's frames (arrays included). */
+void samm__frames_release_thread(void);
+/* `hook` runs at thread exit before the thread's frames are released; the
+ * core sets it to clean the scopes a thread left open. */
+void samm__set_thread_exit_hook(void (*hook)(void));
+/* Makes sure the thread-exit hook will run for the calling thread. */
+void samm__thread_register(void);
+
+static inline samm_frame *samm__frame_get(size_t depth)
+{
+    return depth < samm__tls_frames.n ? &samm__tls_frames.v[depth] : NULL;
+}
+
+/* Appends without a lock or a call in the common case. */
+static inline bool samm__frame_add(size_t depth, void *ptr, uint8_t type, uint8_t sc,
+                                   const char *call)
+{
+    samm_frame *f = samm__frame_get(depth);
+    if (SAMM_UNLIKELY(f == NULL)) {
+        if (!samm__frames_reserve(depth, call)) return false;
+        f = &samm__tls_frames.v[depth];
+    }
+    if (SAMM_LIKELY(f->count < f->cap && f->index == NULL)) {
+        size_t i = f->count++;
+        f->ptrs[i] = ptr;
+        f->types[i] = type;
+        f->sc[i] = sc;
+        return true;
+    }
+    return samm__frame_add_slow(f, ptr, type, sc, call);
+}
+
+/* Empties a frame, keeping its arrays. */
+static inline void samm__frame_reset(samm_frame *f)
+{
+    f->count = 0;
+    if (f->index) samm__frame_drop_index(f);
+}
+
+#endif /* SAMM_INTERNAL_H */

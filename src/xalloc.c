@@ -1,0 +1,56 @@
+/* xalloc.c - the one allocation hook for libsamm's own bookkeeping.
+ *
+ * Plain malloc/realloc/free underneath (what it returns may be free()d by
+ * anyone), plus a failure injector so tests can prove that out-of-memory
+ * paths leave every structure as it was.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+/* Injection state: `ok` more successes, then `fail` failures.  Disarmed
+ * when `armed` is 0, which costs one relaxed load on the allocation path. */
+static atomic_int armed;
+static atomic_long ok_left;
+static atomic_long fail_left;
+
+void samm__fail_after(long ok, long fail)
+{
+    atomic_store(&ok_left, ok);
+    atomic_store(&fail_left, fail);
+    atomic_store(&armed, 1);
+}
+
+void samm__fail_reset(void)
+{
+    atomic_store(&armed, 0);
+}
+
+static bool should_fail(void)
+{
+    if (SAMM_LIKELY(!atomic_load_explicit(&armed, memory_order_relaxed))) return false;
+    if (atomic_fetch_sub(&ok_left, 1) > 0) return false;
+    if (atomic_fetch_sub(&fail_left, 1) > 0) return true;
+    atomic_store(&armed, 0);
+    return false;
+}
+
+void *samm__malloc(size_t n)
+{
+    return should_fail() ? NULL : malloc(n);
+}
+
+void *samm__calloc(size_t n, size_t size)
+{
+    return should_fail() ? NULL : calloc(n, size);
+}
+
+void *samm__realloc(void *p, size_t n)
+{
+    return should_fail() ? NULL : realloc(p, n);
+}
+
+void samm__free(void *p)
+{
+    free(p);
+}
