@@ -109,4 +109,43 @@ static inline void samm__frame_reset(samm_frame *f)
     if (f->index) samm__frame_drop_index(f);
 }
 
+/* ------------------------------------------------------------------------
+ * Pools (pool.c, bloom.c): all object and descriptor memory.  The owner of
+ * any pointer (a pool, the large-object set, or nobody) is found from the
+ * pointer itself, validated against a registry of slabs before anything is
+ * read through it.  Everything here auto-initialises and is thread-safe.
+ * ---------------------------------------------------------------------- */
+enum { SAMM_DESC_STRING = 0, SAMM_DESC_LIST = 1, SAMM_DESC_ATOM = 2 };
+#define SAMM_OBJECT_CLASSES 6 /* 32, 64, 128, 256, 512, 1024 */
+#define SAMM_SC_NONE 0xFF     /* size-class byte stored in scope entries */
+
+/* Zeroed, 16-byte aligned, at least `size` bytes; NULL (reported as
+ * SAMM_ERR_OUT_OF_MEMORY under `call`) when memory runs out. */
+void *samm__obj_alloc(size_t size, const char *call);
+/* A zeroed slot of descriptor pool `kind` (SAMM_DESC_*). */
+void *samm__desc_alloc(int kind, const char *call);
+/* Returns any pointer to where it came from: a pool slot to its pool, a
+ * large object to the system.  A pointer already free is reported as
+ * SAMM_ERR_DOUBLE_FREE; one libsamm never allocated is free()d (counted
+ * as a foreign free) unless the Bloom filter says it was probably freed by
+ * us, which is reported as a double free instead.  May defer work into a
+ * per-thread buffer that samm__pool_flush pushes out. */
+void samm__mem_release(void *ptr, const char *call);
+/* Pushes out what this thread deferred (batched remote frees).  The
+ * cleanup worker calls it after each batch. */
+void samm__pool_flush(void);
+/* The calling thread is ending: flush and hand its slabs over. */
+void samm__pool_thread_exit(void);
+/* fork(): the core's pthread_atfork handlers call these in this order. */
+void samm__pool_atfork_prepare(void);
+void samm__pool_atfork_parent(void);
+void samm__pool_atfork_child(void);
+void samm__pool_trim(void);
+/* Adds the pool layer's counters to `out` (objects_allocated, objects_freed,
+ * total_bytes_*, double_free_attempts, foreign_frees, bloom_*,
+ * bytes_returned_to_os). */
+void samm__pool_fill_stats(SAMMStats *out);
+/* Reports pooled slots still in use as SAMM_ERR_LEAK warnings, one per pool. */
+void samm__pool_report_leaks(const char *call);
+
 #endif /* SAMM_INTERNAL_H */
