@@ -54,7 +54,7 @@ typedef struct samm_frame {
     uint8_t *sc;
     size_t count;
     size_t cap;
-    uint32_t *index; /* lazy hash index (index[-1] is its capacity) or NULL */
+    uint64_t *index; /* lazy hash index (index[-1] is its capacity) or NULL */
 } samm_frame;
 
 typedef struct samm_frames {
@@ -108,6 +108,105 @@ static inline void samm__frame_reset(samm_frame *f)
     f->count = 0;
     if (f->index) samm__frame_drop_index(f);
 }
+
+/* ------------------------------------------------------------------------
+ * Counters and options (stats.c).  Each thread owns a counter block that
+ * only it writes (relaxed load + store: plain moves, no lock prefix);
+ * readers sum every live block plus what exited threads left behind.
+ * ---------------------------------------------------------------------- */
+enum {
+    SAMM_C_SCOPES_ENTERED,
+    SAMM_C_SCOPES_EXITED,
+    SAMM_C_TRACKED,
+    SAMM_C_CLEANED,
+    SAMM_C_BATCHES,
+    SAMM_C_RETAINS,
+    SAMM_C_STRINGS_TRACKED,
+    SAMM_C_CLEANUP_NS,
+    SAMM_C_INLINE_FALLBACKS,
+    SAMM_C_BYTES_FREED_RECORDED,
+    SAMM_C_PEAK_DEPTH, /* merged with max, not summed */
+    SAMM_C__COUNT
+};
+
+typedef struct samm_counters {
+    _Atomic uint64_t c[SAMM_C__COUNT];
+    _Atomic uint64_t by_type[256];
+    struct samm_counters *next, *prev;
+} samm_counters;
+
+static inline void samm__count(samm_counters *k, int i, uint64_t n)
+{
+    atomic_store_explicit(&k->c[i], atomic_load_explicit(&k->c[i], memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* A counter block for the calling thread, registered for readers.  Never
+ * NULL: when memory runs out a shared block is used (counts may then be
+ * approximate; the failure is reported). */
+samm_counters *samm__counters_attach(void);
+/* The calling thread's block (core.c). */
+samm_counters *samm__thread_counters(void);
+/* Folds a thread's block into the totals of exited threads and frees it. */
+void samm__counters_detach(samm_counters *k);
+/* Sums all counters into `out` (SAMM_C_* order) and `by_type`. */
+void samm__counters_sum(uint64_t out[SAMM_C__COUNT], uint64_t by_type[256]);
+void samm__counters_atfork_prepare(void);
+void samm__counters_atfork_parent(void);
+void samm__counters_atfork_child(void);
+
+/* Options read from the environment at init (see README, "Environment"). */
+typedef struct {
+    int cleanup_mode; /* SAMMCleanupMode */
+    bool trace;
+    bool stats_at_shutdown;
+    size_t queue_batches;
+} samm_options;
+void samm__options_read(samm_options *o);
+/* True for a set, non-empty value other than 0/off/no/false. */
+bool samm__env_flag(const char *name);
+extern atomic_int samm__trace_on;
+#define SAMM_TRACE(...)                                                                            \
+    do {                                                                                           \
+        if (SAMM_UNLIKELY(atomic_load_explicit(&samm__trace_on, memory_order_relaxed)))            \
+            samm__trace_line(__VA_ARGS__);                                                         \
+    } while (0)
+void samm__trace_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* ------------------------------------------------------------------------
+ * Cleanup (cleanup.c): the type registry and the batch cleaner.
+ * ---------------------------------------------------------------------- */
+/* Releases entries newest first (ptrs[n-1] down to ptrs[0]) with their
+ * type's hook or default release, counting into the calling thread's
+ * counters.  `call` names the public call for error reports. */
+void samm__clean(void *const *ptrs, const uint8_t *types, size_t n, const char *call);
+
+/* ------------------------------------------------------------------------
+ * Worker (worker.c): bounded queue of detached batches, one thread.
+ * ---------------------------------------------------------------------- */
+typedef struct samm_batch {
+    void **ptrs;
+    uint8_t *types;
+    uint8_t *sc;
+    size_t count;
+    size_t cap;
+} samm_batch;
+
+/* Queues a batch and takes ownership of its arrays; false when the queue
+ * is full or the worker cannot run: the caller then cleans inline. */
+bool samm__worker_submit(const samm_batch *b);
+/* Gives back recycled arrays of at least `min_cap` slots for a frame, if
+ * the worker has some; false otherwise. */
+bool samm__worker_recycled(samm_batch *out);
+void samm__worker_wait(void);
+void samm__worker_stop(void);
+bool samm__worker_active(void);
+uint64_t samm__worker_high_water(void);
+bool samm__on_worker_thread(void);
+void samm__worker_set_capacity(size_t batches);
+void samm__worker_atfork_prepare(void);
+void samm__worker_atfork_parent(void);
+void samm__worker_atfork_child(void);
 
 /* ------------------------------------------------------------------------
  * Pools (pool.c, bloom.c): all object and descriptor memory.  The owner of
