@@ -57,7 +57,7 @@ test-valgrind: build
 	cd build && $(CTEST) --output-on-failure -j $(JOBS) -L valgrind
 
 demo: build
-	./build/examples/scope_storage
+	./build/examples/demo
 
 bench: build
 	./build/bench/bench_scope

@@ -1,0 +1,259 @@
+/* demo.c - libsamm doing the job it exists for: this program is written
+ * the way a BASIC compiler's generated code uses SAMM.  CLASS objects with
+ * vtables and destructors, refcounted strings, lists of atoms, recursive
+ * functions that return objects to their callers, reassignment and
+ * explicit DELETE.  It ends with what it did, the statistics and the leak
+ * count, which must be 0.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "samm.h"
+
+/* ------------------------------------------------------------------------
+ * Runtime support the compiler would emit once per program
+ * ---------------------------------------------------------------------- */
+typedef struct { /* 40-byte string descriptor */
+    int64_t refcount;
+    int64_t length;
+    char *data;
+    int64_t capacity;
+    int64_t hash;
+} BasicString;
+
+typedef struct Atom { /* 24-byte list atom */
+    struct Atom *next;
+    void *value;
+    int64_t tag;
+} Atom;
+
+typedef struct { /* 32-byte list header */
+    Atom *head;
+    Atom *tail;
+    int64_t count;
+    int64_t flags;
+} BasicList;
+
+static long strings_made, strings_freed, atoms_made, atoms_freed;
+static long objects_made, objects_destroyed, calls_made, deletes;
+
+/* STRING release: drop one reference; the last one frees the text. */
+static void string_release(void *p)
+{
+    BasicString *s = p;
+    if (--s->refcount > 0) return;
+    free(s->data);
+    strings_freed++;
+    samm_free_object(s);
+}
+
+static BasicString *str_new(const char *text)
+{
+    BasicString *s = samm_alloc_string();
+    s->length = (int64_t)strlen(text);
+    s->capacity = s->length + 1;
+    s->data = malloc((size_t)s->capacity);
+    memcpy(s->data, text, (size_t)s->capacity);
+    s->refcount = 1;
+    samm_track_string(s);
+    strings_made++;
+    return s;
+}
+
+static BasicString *str_concat(const BasicString *a, const BasicString *b)
+{
+    BasicString *s = samm_alloc_string();
+    s->length = a->length + b->length;
+    s->capacity = s->length + 1;
+    s->data = malloc((size_t)s->capacity);
+    memcpy(s->data, a->data, (size_t)a->length);
+    memcpy(s->data + a->length, b->data, (size_t)b->length + 1);
+    s->refcount = 1;
+    samm_track_string(s);
+    strings_made++;
+    return s;
+}
+
+/* LIST release: the atoms belong to the list. */
+static void list_release(void *p)
+{
+    BasicList *l = p;
+    for (Atom *a = l->head, *next; a; a = next) {
+        next = a->next;
+        samm_free_object(a);
+        atoms_freed++;
+    }
+    samm_free_object(l);
+}
+
+static void list_push(BasicList *l, void *value)
+{
+    Atom *a = samm_alloc_list_atom();
+    a->value = value;
+    if (l->tail)
+        l->tail->next = a;
+    else
+        l->head = a;
+    l->tail = a;
+    l->count++;
+    atoms_made++;
+}
+
+/* ------------------------------------------------------------------------
+ * CLASS Shape: a vtable whose slot 3 is the destructor
+ *   CLASS Shape
+ *     name AS STRING, area AS DOUBLE, parent AS Shape
+ *     DESTRUCTOR: releases its name
+ * ---------------------------------------------------------------------- */
+typedef struct Shape {
+    void (**vtable)(void *);
+    BasicString *name;
+    double area;
+    struct Shape *left, *right;
+} Shape;
+
+static void shape_destructor(void *p)
+{
+    Shape *s = p;
+    if (s->name) string_release(s->name);
+    objects_destroyed++;
+}
+
+static void (*shape_vtable[4])(void *) = {NULL, NULL, NULL, shape_destructor};
+
+static Shape *shape_new(BasicString *name, double area)
+{
+    Shape *s = samm_alloc_object(sizeof *s);
+    s->vtable = shape_vtable;
+    s->name = name;
+    name->refcount++; /* the field holds a reference */
+    s->area = area;
+    samm_track_object(s);
+    objects_made++;
+    return s;
+}
+
+/* DELETE obj: destructor, then free (free untracks it). */
+static void shape_delete(Shape *s)
+{
+    shape_destructor(s);
+    samm_free_object(s);
+    deletes++;
+}
+
+/* ------------------------------------------------------------------------
+ * The BASIC program, as generated code
+ *
+ *   FUNCTION Build(depth) AS Shape       ' returns a tree to its caller
+ *   SUB Work(round)                      ' temporaries die at END SUB
+ * ---------------------------------------------------------------------- */
+static Shape *build(int depth)
+{
+    samm_enter_scope();
+    calls_made++;
+    BasicString *name = str_new(depth % 2 ? "circle" : "square");
+    Shape *node = shape_new(name, depth * 1.5);
+    if (depth > 0) {
+        node->left = build(depth - 1);
+        node->right = build(depth - 1);
+        /* the children are reachable from node: they live as long as it does */
+        samm_retain(node->left, 0);
+        samm_retain(node->right, 0);
+    }
+    samm_retain_parent(node); /* RETURN node */
+    samm_exit_scope();
+    return node;
+}
+
+/* Children were retained into this scope with their parent. */
+static double sum_area(const Shape *s)
+{
+    return s ? s->area + sum_area(s->left) + sum_area(s->right) : 0.0;
+}
+
+static double work(int round)
+{
+    samm_enter_scope();
+    calls_made++;
+    Shape *tree = build(6);
+    double total = sum_area(tree);
+
+    /* temp$ = "round " + label$ : reassigned a few times */
+    BasicString *label = str_new("shape-");
+    for (int i = 0; i < 4; i++)
+        label = str_concat(label, str_new(i % 2 ? "a" : "b"));
+
+    /* DIM items AS LIST: shapes and strings pushed into a list */
+    BasicList *items = samm_alloc_list();
+    samm_track_list(items);
+    for (int i = 0; i < 20; i++) {
+        Shape *s = shape_new(label, i);
+        list_push(items, s);
+        if (i % 5 == 4) shape_delete(s); /* DELETE s */
+    }
+    /* reassignment: the old object is deleted explicitly */
+    Shape *current = shape_new(label, 1.0);
+    for (int i = 0; i < 3; i++) {
+        Shape *next = shape_new(label, (double)(round + i));
+        shape_delete(current);
+        current = next;
+    }
+    samm_exit_scope(); /* tree, label, temporaries, list: all cleaned here */
+    return total;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv)
+{
+    int rounds = argc > 1 ? atoi(argv[1]) : 60000;
+    if (rounds <= 0) rounds = 1;
+    samm_init();
+    samm_register_cleanup(SAMM_ALLOC_STRING, string_release);
+    samm_register_cleanup(SAMM_ALLOC_LIST, list_release);
+
+    printf("libsamm demo: %d rounds of a BASIC-style program (cleanup mode: %s)\n", rounds,
+           samm_get_cleanup_mode() == SAMM_CLEANUP_BACKGROUND ? "background" : "inline");
+    double t0 = now_s(), checksum = 0.0;
+    bool progress = false;
+    for (int r = 0; r < rounds; r++) {
+        checksum += work(r);
+        if ((r & 255) == 0 && now_s() - t0 > 1.0) {
+            progress = true;
+            fprintf(stderr, "\r  running... %3d%%", (int)(100.0 * r / rounds));
+        }
+    }
+    samm_wait();
+    double secs = now_s() - t0;
+    if (progress) fprintf(stderr, "\r  running... 100%%\n");
+
+    printf("\nwhat it did in %.2f s:\n", secs);
+    printf("  %ld function calls, each with its own scope\n", calls_made);
+    printf("  %ld CLASS objects created, %ld destroyed (%ld by DELETE)\n", objects_made,
+           objects_destroyed, deletes);
+    printf("  %ld strings created, %ld freed\n", strings_made, strings_freed);
+    printf("  %ld list atoms created, %ld freed\n", atoms_made, atoms_freed);
+    printf("  checksum %.1f\n\n", checksum);
+
+    fflush(stdout);
+    samm_shutdown();
+    samm_print_stats();
+    SAMMStats st;
+    samm_get_stats(&st);
+    long leaked = (long)(st.objects_allocated - st.objects_freed);
+    long lost = (objects_made - objects_destroyed) + (strings_made - strings_freed) +
+                (atoms_made - atoms_freed);
+    fflush(stderr);
+    printf("\nleaks: %ld objects still allocated, %ld program objects never destroyed\n", leaked,
+           lost);
+    return leaked == 0 && lost == 0 ? 0 : 1;
+}
