@@ -162,7 +162,10 @@ static void run_child(const char *path, const char *wl_name, run_result *r)
         if (got < 0 && errno == EINTR) continue;
         if (got <= 0) break;
         used += (size_t)got;
-        if (used == sizeof out - 1) used = 0; /* keep reading; the RESULT line is last */
+        if (used == sizeof out - 1) { /* keep the tail: the RESULT line comes last */
+            memmove(out, out + sizeof out / 2, used - sizeof out / 2);
+            used -= sizeof out / 2;
+        }
     }
     out[used] = '\0';
     close(fds[0]);
@@ -416,7 +419,7 @@ static void write_plots(void)
                 "set terminal svg size 820,420 dynamic background rgb 'white'\n"
                 "set output '%s/bench-%s.svg'\n"
                 "set title '%s: ns per %s (median, bars min-max; lower is better)' noenhanced\n"
-                "set ylabel 'ns'\nset yrange [0:*]\nset boxwidth 0.6\n"
+                "set ylabel 'ns (log scale)'\nset logscale y\nset yrange [1:*]\nset boxwidth 0.6\n"
                 "set style fill solid 0.5\nset xtics rotate by -30 noenhanced\nset grid y\n"
                 "plot '%s' using 0:2:xtic(1) with boxes notitle, "
                 "'' using 0:2:3:4 with yerrorbars lc rgb 'black' pt -1 notitle\n",
