@@ -4,7 +4,9 @@
 #   make              release build into build/
 #   make test         unit tests: release, ASan+UBSan, TSan, then Valgrind
 #   make demo         build and run the demo
-#   make bench        build and run the benchmarks
+#   make bench        build and run the benchmarks, the comparison suite included
+#   make bench-quick  the same, small and fast: a smoke test that fails only if a
+#                     backend crashes or gives wrong counts, never on timing
 #   make install PREFIX=/usr/local
 #   make clean
 
@@ -61,15 +63,18 @@ demo: build
 
 bench: build
 	./build/bench/bench_scope
+	./build/bench/compare/bench_cmp_runner --results bench/results --docs docs
 
 bench-quick: build
 	./build/bench/bench_scope --quick
+	./build/bench/compare/bench_cmp_runner --smoke --results bench/results
 
 install: build
 	$(CMAKE) --install build --prefix $(PREFIX)
 
 format:
-	clang-format -i include/*.h src/*.[ch] tests/*.[ch] bench/*.[ch] examples/*.c
+	clang-format -i include/*.h src/*.[ch] tests/*.[ch] bench/*.[ch] bench/compare/*.[ch] \
+	    examples/*.c
 
 clean:
 	rm -rf build build-asan build-tsan
