@@ -63,10 +63,14 @@ demo: build
 
 bench: build
 	./build/bench/bench_scope
+	./build/bench/bench_core
+	./build/bench/bench_nested
 	./build/bench/compare/bench_cmp_runner --results bench/results --docs docs
 
 bench-quick: build
 	./build/bench/bench_scope --quick
+	./build/bench/bench_core --quick
+	./build/bench/bench_nested --quick
 	./build/bench/compare/bench_cmp_runner --smoke --results bench/results
 
 install: build
