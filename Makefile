@@ -61,9 +61,11 @@ demo: build
 
 bench: build
 	./build/bench/bench_scope
+	./build/bench/bench_alloc
 
 bench-quick: build
 	./build/bench/bench_scope --quick
+	./build/bench/bench_alloc --quick
 
 install: build
 	$(CMAKE) --install build --prefix $(PREFIX)

@@ -54,8 +54,11 @@ void samm__bloom_add(const void *ptr, const char *call)
     uint32_t h1 = (uint32_t)h, h2 = (uint32_t)(h >> 32) | 1u;
     for (uint32_t i = 0; i < BLOOM_K; i++) {
         uint32_t bit = (h1 + i * h2) % BLOOM_BITS;
-        atomic_fetch_or_explicit(&b[bit / 64], (uint_fast64_t)1 << (bit % 64),
-                                 memory_order_relaxed);
+        uint_fast64_t mask = (uint_fast64_t)1 << (bit % 64);
+        /* Addresses recur (malloc reuses them): skip the locked OR when the
+         * bit is already set. */
+        if (!(atomic_load_explicit(&b[bit / 64], memory_order_relaxed) & mask))
+            atomic_fetch_or_explicit(&b[bit / 64], mask, memory_order_relaxed);
     }
     atomic_fetch_add_explicit(&bloom_inserted, 1, memory_order_relaxed);
 }

@@ -692,7 +692,7 @@ static size_t large_hash(uintptr_t k, size_t cap)
 static bool large_grow(void)
 {
     size_t cap = large.cap ? large.cap * 2 : 1024;
-    if (large.count * 4 < large.cap) cap = large.cap; /* mostly tombstones: rehash in place */
+    if (large.count * 4 < large.cap) cap = large.cap; /* mostly tombstones: same size */
     uintptr_t *keys = samm__calloc(cap, sizeof *keys);
     size_t *sizes = samm__calloc(cap, sizeof *sizes);
     if (!keys || !sizes) {
@@ -811,7 +811,7 @@ static inline int obj_class(size_t size)
 }
 
 /* Takes a slot from the heap's active slab of pool p, or NULL. */
-static inline void *slot_take(heap *h, int p)
+static inline __attribute__((always_inline)) void *slot_take(heap *h, int p)
 {
     slab *s = h->cls[p].active;
     if (SAMM_UNLIKELY(!s)) return NULL;
