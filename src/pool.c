@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -67,8 +68,14 @@ static bool vg_on; /* RUNNING_ON_VALGRIND, read once at init */
 #define SLAB_SIZE ((size_t)1 << SLAB_SHIFT)
 #define SLAB_MASK (SLAB_SIZE - 1)
 #define CHUNK_SLABS 32 /* slabs per mmap */
-#define RETAIN_EMPTY 4 /* empty slabs a thread keeps per pool */
-#define ADOPT_TRIES 8  /* abandoned slabs looked at per refill */
+/* Hysteresis for empty slabs, per pool and thread: up to RETAIN_EMPTY are
+ * kept indefinitely; up to RETAIN_MAX for PURGE_DELAY_MS after they became
+ * empty, so a loop that fills and empties a big scope reuses them instead
+ * of dropping and re-faulting pages every round. */
+#define RETAIN_EMPTY 4
+#define RETAIN_MAX 16
+#define PURGE_DELAY_MS 100
+#define ADOPT_TRIES 8 /* abandoned slabs looked at per refill */
 #define OBJ_MAX 1024
 #define POOLS SAMM_POOL_COUNT
 
@@ -85,6 +92,7 @@ typedef struct slab {
     uint32_t bump; /* slots from here on were never handed out: all zero */
     struct slab *next, *prev;
     uint8_t where;
+    uint32_t empty_ms; /* when it joined the empty list */
     /* Fixed while the slab is in a pool. */
     uint8_t pool;
     uint32_t size, first, nslots, recip;
@@ -95,7 +103,7 @@ typedef struct slab {
 } slab;
 
 typedef struct {
-    slab *head;
+    slab *head, *tail;
     size_t n;
 } slab_list;
 
@@ -312,7 +320,10 @@ static void list_push(slab_list *l, slab *s, uint8_t where)
     s->where = where;
     s->prev = NULL;
     s->next = l->head;
-    if (l->head) l->head->prev = s;
+    if (l->head)
+        l->head->prev = s;
+    else
+        l->tail = s;
     l->head = s;
     l->n++;
 }
@@ -323,7 +334,10 @@ static void list_remove(slab_list *l, slab *s)
         s->prev->next = s->next;
     else
         l->head = s->next;
-    if (s->next) s->next->prev = s->prev;
+    if (s->next)
+        s->next->prev = s->prev;
+    else
+        l->tail = s->prev;
     s->next = s->prev = NULL;
     l->n--;
 }
@@ -522,14 +536,27 @@ static inline heap *heap_get(const char *call)
     return h ? h : heap_create(call);
 }
 
-/* A slab of ours that is not active became empty. */
+static uint32_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
+
+/* A slab of ours that is not active became empty: it joins the empty list
+ * (newest first) and the oldest empties beyond the hysteresis go. */
 static void slab_emptied(heap *h, slab *s)
 {
     pclass *c = &h->cls[s->pool];
-    if (c->empty.n < RETAIN_EMPTY) {
-        list_push(&c->empty, s, W_EMPTY);
-    } else {
-        slab_decommit(s);
+    uint32_t now = now_ms();
+    s->empty_ms = now;
+    list_push(&c->empty, s, W_EMPTY);
+    slab *old;
+    while ((old = c->empty.tail) != NULL &&
+           (c->empty.n > RETAIN_MAX ||
+            (c->empty.n > RETAIN_EMPTY && now - old->empty_ms >= PURGE_DELAY_MS))) {
+        list_remove(&c->empty, old);
+        slab_decommit(old);
     }
 }
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "capture.h"
@@ -385,6 +386,37 @@ static void test_leak_report(void)
     capture_off();
 }
 
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* A loop that fills and empties 10 slabs keeps them (no madvise, no page
+ * faults) until trim.  Slabs become purgeable 100 ms after they empty, so
+ * the check is skipped if the machine stalled us that long. */
+static void test_hysteresis(void)
+{
+    enum { N = 600 }; /* 1024-byte slots: 10 slabs */
+    void *v[N];
+    uint64_t returned = pstats(5).bytes_returned_to_os;
+    double t0 = now_ms();
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++)
+            v[i] = samm__obj_alloc(1000, "t");
+        for (int i = 0; i < N; i++)
+            samm__mem_release(v[i], "t");
+    }
+    if (now_ms() - t0 < 50) {
+        CHECK_EQ(pstats(5).bytes_returned_to_os, returned);
+        CHECK(pstats(5).slabs >= 10);
+    }
+    samm_trim();
+    CHECK_EQ(pstats(5).slabs, 0);
+    CHECK(pstats(5).bytes_returned_to_os > returned);
+}
+
 static long rss_pages(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -471,6 +503,7 @@ int main(void)
     RUN(test_byte_accounting);
     RUN(test_bloom);
     RUN(test_leak_report);
+    RUN(test_hysteresis);
     RUN(test_trim);
     return check_exit();
 }
