@@ -471,7 +471,7 @@ void samm__pool_flush(void)
         if (rbuf[i].s) rbuf_flush_entry(&rbuf[i]);
 }
 
-static void rbuf_push(slab *s, void *ptr)
+static SAMM_NOINLINE void rbuf_push(slab *s, void *ptr)
 {
     rbuf_entry *e = &rbuf[((uintptr_t)s >> SLAB_SHIFT) % RBUF_N];
     if (e->s != s) {
@@ -562,7 +562,7 @@ static void slab_emptied(heap *h, slab *s)
 
 /* After slots of a listed (not active) slab came back: move it to where
  * it now belongs. */
-static void slab_reclassify(heap *h, slab *s)
+static SAMM_NOINLINE void slab_reclassify(heap *h, slab *s)
 {
     pclass *c = &h->cls[s->pool];
     if (s->where == W_FULL && (s->free || s->used == 0)) {
@@ -808,7 +808,7 @@ static SAMM_COLD void double_free(const void *ptr, const char *call)
     samm__report(SAMM_ERR_DOUBLE_FREE, call, ptr, "double free of %p", ptr);
 }
 
-static void large_release(void *ptr, const char *call)
+static SAMM_NOINLINE void large_release(void *ptr, const char *call)
 {
     size_t size;
     pthread_mutex_lock(&large_lock);

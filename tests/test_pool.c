@@ -13,8 +13,9 @@
 #include "internal.h"
 
 #if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define HAVE_MEMCHECK 1
 #endif
 #endif
 #ifndef RUNNING_ON_VALGRIND
@@ -386,6 +387,24 @@ static void test_leak_report(void)
     capture_off();
 }
 
+/* Under Valgrind, a released slot is unaddressable to memcheck (so a use
+ * after free is reported) and a live one is addressable and defined. */
+static void test_memcheck_marks(void)
+{
+#ifdef HAVE_MEMCHECK
+    if (!RUNNING_ON_VALGRIND) return;
+    unsigned char vbits[64];
+    char *p = samm__obj_alloc(64, "t");
+    CHECK_EQ(VALGRIND_GET_VBITS(p, vbits, 64), 1);
+    CHECK(all_zero(vbits, 64)); /* all bits defined */
+    samm__mem_release(p, "t");
+    CHECK_EQ(VALGRIND_GET_VBITS(p, vbits, 64), 3);
+    void *d = samm__desc_alloc(SAMM_DESC_ATOM, "t");
+    samm__mem_release(d, "t");
+    CHECK_EQ(VALGRIND_GET_VBITS(d, vbits, 8), 3);
+#endif
+}
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -503,6 +522,7 @@ int main(void)
     RUN(test_byte_accounting);
     RUN(test_bloom);
     RUN(test_leak_report);
+    RUN(test_memcheck_marks);
     RUN(test_hysteresis);
     RUN(test_trim);
     return check_exit();
