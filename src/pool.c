@@ -89,10 +89,10 @@ typedef struct slab {
     /* Owner's (or, while abandoned, abandoned_lock's) fields. */
     void *free; /* local free list, linked through the slots */
     uint32_t used;
-    uint32_t bump; /* slots from here on were never handed out: all zero */
+    uint32_t bump;     /* slots from here on were never handed out: all zero */
+    uint32_t empty_ms; /* when it joined the empty list */
     struct slab *next, *prev;
     uint8_t where;
-    uint32_t empty_ms; /* when it joined the empty list */
     /* Fixed while the slab is in a pool. */
     uint8_t pool;
     uint32_t size, first, nslots, recip;
