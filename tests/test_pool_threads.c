@@ -164,6 +164,68 @@ static void test_ring(void)
     capture_off();
 }
 
+/* The cleanup worker's pattern: one thread allocates batches, another frees
+ * them (remotely) while the first goes on allocating.  The allocating
+ * thread must take the remotely freed slots back rather than grow; the
+ * queue holds more than a slab's worth, so slabs fill up before their
+ * slots come back. */
+enum { PC_BATCH = 1000, PC_BATCHES = 200, PC_DEPTH = 4 };
+static void *pc_queue[PC_DEPTH][PC_BATCH];
+static int pc_head, pc_tail; /* batches produced / consumed */
+static pthread_mutex_t pc_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pc_cond = PTHREAD_COND_INITIALIZER;
+
+static void *consumer(void *arg)
+{
+    (void)arg;
+    static void *batch[PC_BATCH];
+    for (int b = 0; b < PC_BATCHES; b++) {
+        pthread_mutex_lock(&pc_lock);
+        while (pc_head == pc_tail)
+            pthread_cond_wait(&pc_cond, &pc_lock);
+        memcpy(batch, pc_queue[pc_tail % PC_DEPTH], sizeof batch);
+        pc_tail++;
+        pthread_cond_broadcast(&pc_cond);
+        pthread_mutex_unlock(&pc_lock);
+        for (int i = 0; i < PC_BATCH; i++)
+            samm__mem_release(batch[i], "t");
+        samm__pool_flush();
+    }
+    return NULL;
+}
+
+static void test_producer_consumer(void)
+{
+    capture_on();
+    uint64_t slabs = pstats(1).slabs;
+    pthread_t t;
+    pthread_create(&t, NULL, consumer, NULL);
+    static void *batch[PC_BATCH];
+    size_t dirty = 0;
+    for (int b = 0; b < PC_BATCHES; b++) {
+        for (int i = 0; i < PC_BATCH; i++) {
+            unsigned char *p = samm__obj_alloc(64, "t");
+            if (p[0] || p[63]) dirty++;
+            memset(p, 0xEE, 64);
+            batch[i] = p;
+        }
+        pthread_mutex_lock(&pc_lock);
+        while (pc_head - pc_tail == PC_DEPTH)
+            pthread_cond_wait(&pc_cond, &pc_lock);
+        memcpy(pc_queue[pc_head % PC_DEPTH], batch, sizeof batch);
+        pc_head++;
+        pthread_cond_broadcast(&pc_cond);
+        pthread_mutex_unlock(&pc_lock);
+    }
+    pthread_join(t, NULL);
+    CHECK_EQ(dirty, 0);
+    CHECK_EQ(pstats(1).in_use, 0);
+    /* 200,000 objects would need 209 slabs; about 6 slabs are in flight. */
+    CHECK(pstats(1).slabs - slabs <= 40);
+    CHECK_EQ(captured.count, 0);
+    capture_off();
+}
+
 /* A thread that holds a heap while the process forks. */
 static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hold_cond = PTHREAD_COND_INITIALIZER;
@@ -248,6 +310,7 @@ int main(void)
     RUN(test_remote_free);
     RUN(test_thread_exit);
     RUN(test_ring);
+    RUN(test_producer_consumer);
     RUN(test_fork);
     return check_exit();
 }
