@@ -702,24 +702,46 @@ void samm__pool_thread_exit(void)
  * is detected exactly; their freed addresses go to the Bloom filter.
  * ---------------------------------------------------------------------- */
 #define TOMBSTONE ((uintptr_t)1)
+#define STRIPES 16 /* independent locks, so threads rarely contend */
 
-static pthread_mutex_t large_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct {
+typedef struct {
+    pthread_mutex_t lock;
     uintptr_t *keys;
     size_t *sizes;
     size_t cap, count, filled; /* filled counts tombstones too */
     uint64_t allocs, frees, bytes_allocated, bytes_freed;
-} large;
+} stripe;
+
+static stripe stripes[STRIPES];
+static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
+
+static void stripes_init(void)
+{
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_init(&stripes[i].lock, NULL);
+}
+
+static uint64_t large_mix(uintptr_t k)
+{
+    return (uint64_t)(k >> 4) * 0x9E3779B97F4A7C15ull;
+}
+
+/* The top bits of the mix pick the stripe, the bits below them the slot. */
+static stripe *stripe_of(uintptr_t k)
+{
+    pthread_once(&stripes_once, stripes_init);
+    return &stripes[large_mix(k) >> 60];
+}
 
 static size_t large_hash(uintptr_t k, size_t cap)
 {
-    return (size_t)(((k >> 4) * 0x9E3779B97F4A7C15ull) >> 17) & (cap - 1);
+    return (size_t)(large_mix(k) >> 20) & (cap - 1);
 }
 
-static bool large_grow(void)
+static bool large_grow(stripe *t)
 {
-    size_t cap = large.cap ? large.cap * 2 : 1024;
-    if (large.count * 4 < large.cap) cap = large.cap; /* mostly tombstones: same size */
+    size_t cap = t->cap ? t->cap * 2 : 256;
+    if (t->count * 4 < t->cap) cap = t->cap; /* mostly tombstones: same size */
     uintptr_t *keys = samm__calloc(cap, sizeof *keys);
     size_t *sizes = samm__calloc(cap, sizeof *sizes);
     if (!keys || !sizes) {
@@ -727,45 +749,48 @@ static bool large_grow(void)
         samm__free(sizes);
         return false;
     }
-    for (size_t i = 0; i < large.cap; i++) {
-        uintptr_t k = large.keys[i];
+    for (size_t i = 0; i < t->cap; i++) {
+        uintptr_t k = t->keys[i];
         if (k <= TOMBSTONE) continue;
         size_t j = large_hash(k, cap);
         while (keys[j])
             j = (j + 1) & (cap - 1);
         keys[j] = k;
-        sizes[j] = large.sizes[i];
+        sizes[j] = t->sizes[i];
     }
-    samm__free(large.keys);
-    samm__free(large.sizes);
-    large.keys = keys;
-    large.sizes = sizes;
-    large.cap = cap;
-    large.filled = large.count;
+    samm__free(t->keys);
+    samm__free(t->sizes);
+    t->keys = keys;
+    t->sizes = sizes;
+    t->cap = cap;
+    t->filled = t->count;
     return true;
 }
 
-static bool large_insert(uintptr_t k, size_t size)
+static bool large_insert(stripe *t, uintptr_t k, size_t size)
 {
-    if ((large.filled + 1) * 2 > large.cap && !large_grow()) return false;
-    size_t j = large_hash(k, large.cap);
-    while (large.keys[j] > TOMBSTONE)
-        j = (j + 1) & (large.cap - 1);
-    if (!large.keys[j]) large.filled++;
-    large.keys[j] = k;
-    large.sizes[j] = size;
-    large.count++;
+    if ((t->filled + 1) * 2 > t->cap && !large_grow(t)) return false;
+    size_t j = large_hash(k, t->cap);
+    while (t->keys[j] > TOMBSTONE)
+        j = (j + 1) & (t->cap - 1);
+    if (!t->keys[j]) t->filled++;
+    t->keys[j] = k;
+    t->sizes[j] = size;
+    t->count++;
+    t->allocs++;
+    t->bytes_allocated += size;
     return true;
 }
 
-static bool large_remove(uintptr_t k, size_t *size)
+static bool large_remove(stripe *t, uintptr_t k)
 {
-    if (!large.cap) return false;
-    for (size_t j = large_hash(k, large.cap); large.keys[j]; j = (j + 1) & (large.cap - 1)) {
-        if (large.keys[j] == k) {
-            large.keys[j] = TOMBSTONE;
-            *size = large.sizes[j];
-            large.count--;
+    if (!t->cap) return false;
+    for (size_t j = large_hash(k, t->cap); t->keys[j]; j = (j + 1) & (t->cap - 1)) {
+        if (t->keys[j] == k) {
+            t->keys[j] = TOMBSTONE;
+            t->count--;
+            t->frees++;
+            t->bytes_freed += t->sizes[j];
             return true;
         }
     }
@@ -787,13 +812,10 @@ static void *large_alloc(size_t size, const char *call)
                      size);
         return NULL;
     }
-    pthread_mutex_lock(&large_lock);
-    bool ok = large_insert((uintptr_t)p, rounded);
-    if (ok) {
-        large.allocs++;
-        large.bytes_allocated += rounded;
-    }
-    pthread_mutex_unlock(&large_lock);
+    stripe *t = stripe_of((uintptr_t)p);
+    pthread_mutex_lock(&t->lock);
+    bool ok = large_insert(t, (uintptr_t)p, rounded);
+    pthread_mutex_unlock(&t->lock);
     if (!ok) {
         free(p);
         samm__report(SAMM_ERR_OUT_OF_MEMORY, call, NULL, "out of memory for the large-object set");
@@ -810,14 +832,10 @@ static SAMM_COLD void double_free(const void *ptr, const char *call)
 
 static SAMM_NOINLINE void large_release(void *ptr, const char *call)
 {
-    size_t size;
-    pthread_mutex_lock(&large_lock);
-    bool mine = large_remove((uintptr_t)ptr, &size);
-    if (mine) {
-        large.frees++;
-        large.bytes_freed += size;
-    }
-    pthread_mutex_unlock(&large_lock);
+    stripe *t = stripe_of((uintptr_t)ptr);
+    pthread_mutex_lock(&t->lock);
+    bool mine = large_remove(t, (uintptr_t)ptr);
+    pthread_mutex_unlock(&t->lock);
     if (mine) {
         samm__bloom_add(ptr, call);
         free(ptr);
@@ -1074,12 +1092,15 @@ void samm__pool_atfork_prepare(void)
     pthread_mutex_lock(&desc_lock);
     pthread_mutex_lock(&abandoned_lock);
     pthread_mutex_lock(&free_lock);
-    pthread_mutex_lock(&large_lock);
+    pthread_once(&stripes_once, stripes_init);
+    for (int i = 0; i < STRIPES; i++)
+        pthread_mutex_lock(&stripes[i].lock);
 }
 
 void samm__pool_atfork_parent(void)
 {
-    pthread_mutex_unlock(&large_lock);
+    for (int i = STRIPES - 1; i >= 0; i--)
+        pthread_mutex_unlock(&stripes[i].lock);
     pthread_mutex_unlock(&free_lock);
     pthread_mutex_unlock(&abandoned_lock);
     pthread_mutex_unlock(&desc_lock);
@@ -1088,9 +1109,10 @@ void samm__pool_atfork_parent(void)
 
 void samm__pool_atfork_child(void)
 {
-    pthread_mutex_t *locks[] = {&heaps_lock, &desc_lock, &abandoned_lock, &free_lock, &large_lock};
+    pthread_mutex_t *locks[] = {&heaps_lock, &desc_lock, &abandoned_lock, &free_lock};
     for (size_t i = 0; i < sizeof locks / sizeof *locks; i++)
         pthread_mutex_init(locks[i], NULL);
+    stripes_init();
     for (heap *h = all_heaps; h; h = h->next_all) {
         if (h->in_use && h != tls_heap) {
             heap_abandon(h);
@@ -1121,6 +1143,25 @@ static void pool_sum(pool_sums sums[POOLS])
     pthread_mutex_unlock(&heaps_lock);
     for (int p = 0; p < POOLS; p++)
         sums[p].frees += atomic_load(&orphan_frees[p]);
+}
+
+/* The large-object counters over all stripes (only the counters are set). */
+static stripe large_sum(void)
+{
+    stripe sum;
+    memset(&sum, 0, sizeof sum);
+    pthread_once(&stripes_once, stripes_init);
+    for (int i = 0; i < STRIPES; i++) {
+        stripe *t = &stripes[i];
+        pthread_mutex_lock(&t->lock);
+        sum.count += t->count;
+        sum.allocs += t->allocs;
+        sum.frees += t->frees;
+        sum.bytes_allocated += t->bytes_allocated;
+        sum.bytes_freed += t->bytes_freed;
+        pthread_mutex_unlock(&t->lock);
+    }
+    return sum;
 }
 
 int samm_get_pool_stats(int index, SAMMPoolStats *out)
@@ -1155,12 +1196,11 @@ void samm__pool_fill_stats(SAMMStats *out)
         out->total_bytes_freed += sums[p].frees * size;
         out->bytes_returned_to_os += atomic_load(&returned_bytes[p]);
     }
-    pthread_mutex_lock(&large_lock);
-    out->objects_allocated += large.allocs;
-    out->objects_freed += large.frees;
-    out->total_bytes_allocated += large.bytes_allocated;
-    out->total_bytes_freed += large.bytes_freed;
-    pthread_mutex_unlock(&large_lock);
+    stripe sum = large_sum();
+    out->objects_allocated += sum.allocs;
+    out->objects_freed += sum.frees;
+    out->total_bytes_allocated += sum.bytes_allocated;
+    out->total_bytes_freed += sum.bytes_freed;
     out->double_free_attempts += atomic_load(&double_frees);
     out->foreign_frees += atomic_load(&foreign_frees);
     out->bloom_false_positives += samm__bloom_fp_estimate();
@@ -1185,9 +1225,8 @@ void samm__pool_report_leaks(const char *call)
                          : p == SAMM_OBJECT_CLASSES + 1 ? "list"
                                                         : "list-atom");
     }
-    pthread_mutex_lock(&large_lock);
-    uint64_t n = large.count, bytes = large.bytes_allocated - large.bytes_freed;
-    pthread_mutex_unlock(&large_lock);
+    stripe sum = large_sum();
+    uint64_t n = sum.count, bytes = sum.bytes_allocated - sum.bytes_freed;
     if (n)
         samm__report(SAMM_ERR_LEAK, call, NULL,
                      "leak: %llu large objects (%llu bytes) still in use", (unsigned long long)n,
