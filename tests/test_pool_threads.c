@@ -116,6 +116,57 @@ static void test_thread_exit(void)
     capture_off();
 }
 
+/* A thread ends with half-used slabs; the next thread that needs a slab of
+ * that pool adopts them instead of mapping new ones. */
+static void *alloc_free_half(void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < 1000; i++)
+        objs[i] = samm__obj_alloc(200, "t");
+    for (size_t i = 0; i < 1000; i += 2)
+        samm__mem_release(objs[i], "t");
+    return NULL;
+}
+
+static void *objs2[500];
+
+static void *alloc_500(void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < 500; i++)
+        objs2[i] = samm__obj_alloc(256, "t");
+    return NULL;
+}
+
+static void test_adopt(void)
+{
+    capture_on();
+    uint64_t slabs0 = pstats(3).slabs;
+    pthread_t t;
+    pthread_create(&t, NULL, alloc_free_half, NULL);
+    pthread_join(t, NULL);
+    uint64_t slabs1 = pstats(3).slabs;
+    CHECK(slabs1 > slabs0);
+    CHECK_EQ(pstats(3).in_use, 500);
+    pthread_create(&t, NULL, alloc_500, NULL);
+    pthread_join(t, NULL);
+    CHECK_EQ(pstats(3).slabs, slabs1); /* adopted, nothing new mapped */
+    static void *all[1000];
+    for (size_t i = 0; i < 500; i++) {
+        all[i] = objs[2 * i + 1];
+        all[500 + i] = objs2[i];
+    }
+    CHECK_EQ(duplicates(all, 1000), 0);
+    for (size_t i = 0; i < 1000; i++)
+        samm__mem_release(all[i], "t");
+    samm__pool_flush();
+    samm_trim();
+    CHECK_EQ(pstats(3).in_use, 0);
+    CHECK_EQ(pstats(3).slabs, slabs0);
+    CHECK_EQ(captured.count, 0);
+    capture_off();
+}
+
 /* Threads pass objects round a ring: each frees what its neighbour made. */
 enum { THREADS = 4, ROUNDS = 50, BATCH = 200 };
 static void *ring[THREADS][BATCH];
@@ -309,6 +360,7 @@ int main(void)
     pthread_atfork(samm__pool_atfork_prepare, samm__pool_atfork_parent, samm__pool_atfork_child);
     RUN(test_remote_free);
     RUN(test_thread_exit);
+    RUN(test_adopt);
     RUN(test_ring);
     RUN(test_producer_consumer);
     RUN(test_fork);
