@@ -698,8 +698,9 @@ void samm__pool_thread_exit(void)
 
 /* ------------------------------------------------------------------------
  * Large objects (and everything, with SAMM_POOL=off): calloc'd blocks in
- * an exact live set (open addressing, under a mutex), so their double free
- * is detected exactly; their freed addresses go to the Bloom filter.
+ * an exact live set (open addressing, in stripes chosen by address, each
+ * under its own mutex), so their double free is detected exactly; their
+ * freed addresses go to the Bloom filter.
  * ---------------------------------------------------------------------- */
 #define TOMBSTONE ((uintptr_t)1)
 #define STRIPES 16 /* independent locks, so threads rarely contend */

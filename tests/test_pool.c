@@ -101,6 +101,10 @@ static void test_descriptor_sizes(void)
     CHECK_EQ(pstats(6).slot_size, 40);
     CHECK_EQ(pstats(7).slot_size, 32);
     CHECK_EQ(pstats(8).slot_size, 24);
+    SAMMPoolStats ps;
+    CHECK_EQ(samm_get_pool_stats(SAMM_POOL_COUNT, &ps), -1);
+    CHECK_EQ(samm_get_pool_stats(-1, &ps), -1);
+    CHECK_EQ(samm_get_pool_stats(0, NULL), -1);
     CHECK_EQ(samm_set_descriptor_sizes(4, 32, 24), -1);
     CHECK_EQ(captured.code, SAMM_ERR_BAD_ARGUMENT);
     CHECK_EQ(samm_set_descriptor_sizes(40, 1025, 24), -1);
