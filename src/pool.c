@@ -856,6 +856,17 @@ static inline int obj_class(size_t size)
     return size <= 32 ? 0 : 64 - __builtin_clzll((unsigned long long)size - 1) - 5;
 }
 
+/* The common small sizes get inline stores instead of a call to memset. */
+static inline void zero_slot(void *ptr, size_t size)
+{
+    if (size == 32)
+        memset(ptr, 0, 32);
+    else if (size == 64)
+        memset(ptr, 0, 64);
+    else
+        memset(ptr, 0, size);
+}
+
 /* Takes a slot from the heap's active slab of pool p, or NULL. */
 static inline __attribute__((always_inline)) void *slot_take(heap *h, int p)
 {
@@ -868,7 +879,7 @@ static inline __attribute__((always_inline)) void *slot_take(heap *h, int p)
         i = slot_index(s, ptr);
         UNPOISON(ptr, s->size);
         VG_UNDEFINED(ptr, s->size);
-        memset(ptr, 0, s->size);
+        zero_slot(ptr, s->size);
     } else if (s->bump < s->nslots) {
         i = s->bump++;
         ptr = slot_at(s, i);
