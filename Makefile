@@ -72,6 +72,9 @@ bench-quick: build
 	./build/bench/bench_core --quick
 	./build/bench/bench_nested --quick
 	./build/bench/compare/bench_cmp_runner --smoke --results bench/results
+	./build/bench/bench_alloc
+
+	./build/bench/bench_alloc --quick
 
 install: build
 	$(CMAKE) --install build --prefix $(PREFIX)

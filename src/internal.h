@@ -247,4 +247,13 @@ void samm__pool_fill_stats(SAMMStats *out);
 /* Reports pooled slots still in use as SAMM_ERR_LEAK warnings, one per pool. */
 void samm__pool_report_leaks(const char *call);
 
+/* Bloom filter over freed large-object addresses (bloom.c), used by pool.c.
+ * The bit array is allocated on the first add (an allocation failure is
+ * reported under `call` and the address goes unrecorded). */
+void samm__bloom_add(const void *ptr, const char *call);
+bool samm__bloom_query(const void *ptr);
+double samm__bloom_fp_rate(void);       /* (1 - e^(-kn/m))^k */
+uint64_t samm__bloom_fp_estimate(void); /* estimated false positives answered */
+size_t samm__bloom_memory(void);        /* 65536 once allocated, else 0 */
+
 #endif /* SAMM_INTERNAL_H */
