@@ -61,10 +61,12 @@ static void atfork_prepare(void)
     samm__worker_atfork_prepare();
     samm__counters_atfork_prepare();
     samm__pool_atfork_prepare();
+    samm__error_atfork_prepare();
 }
 
 static void atfork_parent(void)
 {
+    samm__error_atfork_release();
     samm__pool_atfork_parent();
     samm__counters_atfork_parent();
     samm__worker_atfork_parent();
@@ -73,6 +75,7 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
+    samm__error_atfork_release();
     samm__pool_atfork_child();
     samm__counters_atfork_child();
     samm__worker_atfork_child();

@@ -48,6 +48,19 @@ const char *samm_error_name(SAMMErrorCode code)
     return "unknown error";
 }
 
+/* fork(): taken last before fork and released first after it, because
+ * errors are reported while other library locks (the worker's, the
+ * pools') are held.  A child must never inherit it locked. */
+void samm__error_atfork_prepare(void)
+{
+    pthread_mutex_lock(&handler_lock);
+}
+
+void samm__error_atfork_release(void)
+{
+    pthread_mutex_unlock(&handler_lock);
+}
+
 uint64_t samm_error_count(void)
 {
     return atomic_load(&error_count);

@@ -41,6 +41,9 @@ void samm__fail_reset(void);
  * Error reporting (error.c): the single place errors leave the library.
  * `fmt` describes the problem; the pointer, if any, is part of the message.
  * ---------------------------------------------------------------------- */
+void samm__error_atfork_prepare(void);
+/* In the parent and in the child alike. */
+void samm__error_atfork_release(void);
 void samm__report(SAMMErrorCode code, const char *call, const void *ptr, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

@@ -1119,12 +1119,13 @@ void samm__pool_atfork_parent(void)
     pthread_mutex_unlock(&heaps_lock);
 }
 
+/* The forking thread owns every pool lock in the child too, so it unlocks
+ * them (re-initialising a held mutex would leave ThreadSanitizer, and any
+ * checking mutex, believing it is still held).  Then the heaps of the
+ * threads that did not survive the fork are abandoned for adoption. */
 void samm__pool_atfork_child(void)
 {
-    pthread_mutex_t *locks[] = {&heaps_lock, &desc_lock, &abandoned_lock, &free_lock};
-    for (size_t i = 0; i < sizeof locks / sizeof *locks; i++)
-        pthread_mutex_init(locks[i], NULL);
-    stripes_init();
+    samm__pool_atfork_parent();
     for (heap *h = all_heaps; h; h = h->next_all) {
         if (h->in_use && h != tls_heap) {
             heap_abandon(h);
