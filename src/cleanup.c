@@ -20,16 +20,12 @@ void samm_register_cleanup(SAMMAllocType type, samm_cleanup_fn fn)
 
 typedef void (*destructor_fn)(void *obj);
 
-/* OBJECT: the destructor in vtable slot 3, if there is a vtable and a slot,
- * then the memory.  Everything else: the memory, wherever it came from. */
-static inline void default_release(void *p, uint8_t type, const char *call)
+/* OBJECT: the destructor in vtable slot 3, if there is a vtable and a slot. */
+static inline void run_destructor(void *p)
 {
-    if (type == SAMM_ALLOC_OBJECT) {
-        destructor_fn *vtable = *(destructor_fn **)p;
-        if (vtable != NULL && vtable[SAMM_VTABLE_DESTRUCTOR_SLOT] != NULL)
-            vtable[SAMM_VTABLE_DESTRUCTOR_SLOT](p);
-    }
-    samm__mem_release(p, call);
+    destructor_fn *vtable = *(destructor_fn **)p;
+    if (vtable != NULL && vtable[SAMM_VTABLE_DESTRUCTOR_SLOT] != NULL)
+        vtable[SAMM_VTABLE_DESTRUCTOR_SLOT](p);
 }
 
 static uint64_t now_ns(void)
@@ -46,10 +42,17 @@ static inline void count_type(samm_counters *k, uint8_t type, uint64_t n)
                           memory_order_relaxed);
 }
 
-void samm__clean(void *const *ptrs, const uint8_t *types, size_t n, const char *call)
+/* Default releases are collected and handed to the pools this many at a
+ * time, so runs of objects from one slab are freed together. */
+#define RELEASE_CHUNK 128
+
+size_t samm__clean(void **ptrs, const uint8_t *types, size_t n, const char *call,
+                   bool defer_release)
 {
     samm_counters *k = samm__thread_counters();
     uint64_t t0 = now_ns();
+    void *release[RELEASE_CHUNK];
+    size_t pending = 0, deferred = 0;
     /* Per-type counts are kept as runs: a batch rarely mixes many types. */
     uint8_t run_type = n ? types[n - 1] : 0;
     uint64_t run = 0;
@@ -57,10 +60,21 @@ void samm__clean(void *const *ptrs, const uint8_t *types, size_t n, const char *
         void *p = ptrs[i];
         uint8_t type = types[i];
         samm_cleanup_fn fn = atomic_load_explicit(&hooks[type], memory_order_acquire);
-        if (fn)
+        if (fn) {
             fn(p);
-        else
-            default_release(p, type, call);
+        } else {
+            if (type == SAMM_ALLOC_OBJECT) run_destructor(p);
+            if (defer_release) {
+                /* n-1-deferred >= i: only slots already read are written. */
+                ptrs[n - 1 - deferred++] = p;
+            } else {
+                release[pending++] = p;
+                if (pending == RELEASE_CHUNK) {
+                    samm__mem_release_many(release, pending, call);
+                    pending = 0;
+                }
+            }
+        }
         if (type != run_type) {
             count_type(k, run_type, run);
             run_type = type;
@@ -68,9 +82,11 @@ void samm__clean(void *const *ptrs, const uint8_t *types, size_t n, const char *
         }
         run++;
     }
+    if (pending) samm__mem_release_many(release, pending, call);
     if (run) count_type(k, run_type, run);
     samm__count(k, SAMM_C_CLEANED, n);
     samm__count(k, SAMM_C_BATCHES, 1);
     samm__count(k, SAMM_C_CLEANUP_NS, now_ns() - t0);
     SAMM_TRACE("cleaned a batch of %zu", n);
+    return deferred;
 }

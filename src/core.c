@@ -32,7 +32,9 @@ typedef struct {
     int depth;       /* 0 = global scope                           */
     int peak;        /* deepest depth this thread reached          */
     bool registered; /* thread-exit hook armed, counters attached  */
+    bool mbox_tried; /* asked for a mailbox (it may be NULL)       */
     samm_counters *ctr;
+    samm_mailbox *mbox; /* where the worker returns our batches    */
 } samm_thread;
 
 static SAMM_TLS samm_thread T;
@@ -130,14 +132,14 @@ static void clean_inline(size_t depth, const char *call)
 {
     samm_frame *f = samm__frame_get(depth);
     if (f == NULL || f->count == 0) return;
-    samm_batch b = {f->ptrs, f->types, f->sc, f->count, f->cap};
+    samm_batch b = {f->ptrs, f->types, f->sc, f->count, f->cap, NULL, 0};
     samm__frame_drop_index(f);
     f->ptrs = NULL;
     f->types = NULL;
     f->sc = NULL;
     f->count = f->cap = 0;
 
-    samm__clean(b.ptrs, b.types, b.count, call);
+    samm__clean(b.ptrs, b.types, b.count, call, false);
 
     f = samm__frame_get(depth); /* the frame vector may have moved */
     if (f != NULL && f->cap == 0) {
@@ -152,32 +154,61 @@ static void clean_inline(size_t depth, const char *call)
     }
 }
 
-/* Background mode: the frame's arrays go to the worker; the frame gets
- * recycled arrays back if the worker has any. */
+/* Batches the worker finished for this thread: their memory is released
+ * here, where the slabs are owned, and their arrays become the frame's at
+ * `depth` if it has none (no malloc for the next scope), else are freed. */
+static void take_back(samm_batch *done, size_t n, size_t depth, const char *call)
+{
+    for (size_t i = 0; i < n; i++) {
+        samm_batch *d = &done[i];
+        samm__mem_release_many(d->ptrs + d->count - d->nrelease, d->nrelease, call);
+        samm_frame *f = samm__frame_get(depth);
+        if (f != NULL && f->cap == 0) {
+            f->ptrs = d->ptrs;
+            f->types = d->types;
+            f->sc = d->sc;
+            f->cap = d->cap;
+        } else {
+            samm__batch_free_arrays(d);
+        }
+    }
+}
+
+/* Everything this thread queued is finished and its memory released. */
+static void drain_own(const char *call)
+{
+    samm__worker_wait();
+    if (T.mbox == NULL) return;
+    samm_batch done[SAMM_MAILBOX_CAP];
+    size_t n;
+    while ((n = samm__mailbox_take(T.mbox, done)) != 0)
+        take_back(done, n, SIZE_MAX, call);
+}
+
+/* Background mode: the frame's arrays go to the worker, which runs the
+ * destructors and hooks and sends the batch back for its memory. */
 static void clean_background(size_t depth, const char *call)
 {
     samm_frame *f = samm__frame_get(depth);
     if (f == NULL || f->count == 0) return;
-    samm_batch b = {f->ptrs, f->types, f->sc, f->count, f->cap};
-    if (!samm__worker_submit(&b)) {
+    if (!T.mbox_tried) {
+        T.mbox = samm__mailbox_new();
+        T.mbox_tried = true;
+    }
+    samm_batch b = {f->ptrs, f->types, f->sc, f->count, f->cap, T.mbox, 0};
+    samm_batch done[SAMM_MAILBOX_CAP];
+    size_t n_done = 0;
+    if (!samm__worker_submit(&b, done, &n_done)) {
         samm__count(T.ctr, SAMM_C_INLINE_FALLBACKS, 1);
         clean_inline(depth, call);
-        return;
-    }
-    samm__frame_drop_index(f);
-    f->count = 0;
-    samm_batch r;
-    if (samm__worker_recycled(&r)) {
-        f->ptrs = r.ptrs;
-        f->types = r.types;
-        f->sc = r.sc;
-        f->cap = r.cap;
     } else {
+        samm__frame_drop_index(f);
         f->ptrs = NULL;
         f->types = NULL;
         f->sc = NULL;
-        f->cap = 0;
+        f->count = f->cap = 0;
     }
+    take_back(done, n_done, depth, call);
 }
 
 static void clean_scope(size_t depth, const char *call)
@@ -212,6 +243,12 @@ static void thread_exit(void)
         samm__report(SAMM_ERR_SCOPE_IMBALANCE, "thread exit", NULL,
                      "thread ended with %d scope(s) open; cleaning them", T.depth);
     unwind_all("thread exit");
+    if (T.mbox_tried) {
+        drain_own("thread exit");
+        samm__mailbox_delete(T.mbox);
+        T.mbox = NULL;
+        T.mbox_tried = false;
+    }
     samm__pool_thread_exit();
     samm__counters_detach(T.ctr);
     T.ctr = NULL;
@@ -223,13 +260,16 @@ void samm_shutdown(void)
 {
     if (atomic_load_explicit(&generation, memory_order_acquire) == NOT_READY) return;
     ensure_ready();
-    samm__worker_wait();
+    drain_own("samm_shutdown");
     if (T.depth > 0)
         samm__report(SAMM_ERR_SCOPE_IMBALANCE, "samm_shutdown", NULL,
                      "shutdown with %d scope(s) open; cleaning them", T.depth);
     unwind_all("samm_shutdown");
-    samm__worker_wait(); /* hooks may have queued more */
+    drain_own("samm_shutdown"); /* hooks may have queued more */
     samm__worker_stop();
+    /* Other threads' finished batches: released now, so that the leak
+     * report below counts only real leaks. */
+    samm__mailbox_drain_all();
     samm__pool_flush();
     samm__pool_report_leaks("samm_shutdown");
     if (stats_at_shutdown) samm_print_stats();
@@ -271,7 +311,7 @@ SAMMCleanupMode samm_get_cleanup_mode(void)
 void samm_wait(void)
 {
     ensure_ready();
-    samm__worker_wait();
+    drain_own("samm_wait");
 }
 
 /* ------------------------------------------------------------------------

@@ -179,28 +179,46 @@ void samm__trace_line(const char *fmt, ...) __attribute__((format(printf, 1, 2))
 /* ------------------------------------------------------------------------
  * Cleanup (cleanup.c): the type registry and the batch cleaner.
  * ---------------------------------------------------------------------- */
-/* Releases entries newest first (ptrs[n-1] down to ptrs[0]) with their
- * type's hook or default release, counting into the calling thread's
- * counters.  `call` names the public call for error reports. */
-void samm__clean(void *const *ptrs, const uint8_t *types, size_t n, const char *call);
+/* Cleans entries newest first (ptrs[n-1] down to ptrs[0]): a registered
+ * hook, or the type's default (OBJECT's destructor, then the memory),
+ * counting into the calling thread's counters.  With defer_release the
+ * memory of default releases is not released: those pointers are moved to
+ * ptrs[n-k..n-1] and k is returned (their owner releases them).  `call`
+ * names the public call for error reports. */
+size_t samm__clean(void **ptrs, const uint8_t *types, size_t n, const char *call,
+                   bool defer_release);
 
 /* ------------------------------------------------------------------------
  * Worker (worker.c): bounded queue of detached batches, one thread.
  * ---------------------------------------------------------------------- */
+typedef struct samm_mailbox samm_mailbox;
+
 typedef struct samm_batch {
     void **ptrs;
     uint8_t *types;
     uint8_t *sc;
     size_t count;
     size_t cap;
+    samm_mailbox *mbox; /* where the worker sends it back, or NULL    */
+    size_t nrelease;    /* back from the worker: ptrs[count-nrelease..]
+                           still need their memory released          */
 } samm_batch;
 
 /* Queues a batch and takes ownership of its arrays; false when the queue
- * is full or the worker cannot run: the caller then cleans inline. */
-bool samm__worker_submit(const samm_batch *b);
-/* Gives back recycled arrays of at least `min_cap` slots for a frame, if
- * the worker has some; false otherwise. */
-bool samm__worker_recycled(samm_batch *out);
+ * is full or the worker cannot run: the caller then cleans inline.  Either
+ * way, the batches finished for b->mbox are moved to `done` (room for
+ * SAMM_MAILBOX_CAP) and counted in *n_done. */
+#define SAMM_MAILBOX_CAP 32
+bool samm__worker_submit(const samm_batch *b, samm_batch *done, size_t *n_done);
+/* A mailbox for the calling thread, or NULL (then the worker releases its
+ * memory itself). */
+samm_mailbox *samm__mailbox_new(void);
+/* Moves the finished batches out (room for SAMM_MAILBOX_CAP). */
+size_t samm__mailbox_take(samm_mailbox *mb, samm_batch *done);
+void samm__mailbox_delete(samm_mailbox *mb);
+/* Releases what every mailbox holds (shutdown). */
+void samm__mailbox_drain_all(void);
+void samm__batch_free_arrays(samm_batch *b);
 void samm__worker_wait(void);
 void samm__worker_stop(void);
 bool samm__worker_active(void);
@@ -233,6 +251,9 @@ void *samm__desc_alloc(int kind, const char *call);
  * us, which is reported as a double free instead.  May defer work into a
  * per-thread buffer that samm__pool_flush pushes out. */
 void samm__mem_release(void *ptr, const char *call);
+/* samm__mem_release of ptrs[0..n-1] in that order, cheaper per pointer for
+ * runs of pointers into the same slab. */
+void samm__mem_release_many(void *const *ptrs, size_t n, const char *call);
 /* Pushes out what this thread deferred (batched remote frees).  The
  * cleanup worker calls it after each batch. */
 void samm__pool_flush(void);

@@ -994,32 +994,53 @@ static void count_free(int p, const char *call)
         atomic_fetch_add(&orphan_frees[p], 1);
 }
 
-static void slot_release(slab *s, void *ptr, const char *call)
+/* The slot `ptr` starts, or UINT32_MAX (reported) when it starts none. */
+static inline uint32_t slot_checked(slab *s, void *ptr, const char *call)
 {
     uintptr_t off = (uintptr_t)ptr - (uintptr_t)s;
     uint32_t i = off >= s->first ? slot_index(s, ptr) : UINT32_MAX;
     if (SAMM_UNLIKELY(i >= s->nslots || (uintptr_t)slot_at(s, i) != (uintptr_t)ptr)) {
         samm__report(SAMM_ERR_FOREIGN_POINTER, call, ptr,
                      "%p is not the start of a pool slot; not freed", ptr);
-        return;
+        return UINT32_MAX;
     }
+    return i;
+}
+
+/* Owner-thread free of slot i: state, free list, poisoning.  The caller
+ * updates s->used, the counters and the slab's list.  False (reported)
+ * for a double free. */
+static inline bool slot_free_local(slab *s, void *ptr, uint32_t i, const char *call)
+{
+    if (SAMM_UNLIKELY(atomic_load_explicit(&s->state[i], memory_order_relaxed) != SLOT_USED)) {
+        double_free(ptr, call);
+        return false;
+    }
+    atomic_store_explicit(&s->state[i], SLOT_FREE, memory_order_relaxed);
+    *(void **)ptr = s->free;
+    POISON(ptr, s->size);
+    VG_NOACCESS(ptr, s->size);
+    s->free = ptr;
+    return true;
+}
+
+static inline void slab_freed_local(heap *h, slab *s, uint32_t n)
+{
     int p = s->pool;
+    s->used -= n;
+    count_add(&h->frees[p], n);
+    live_add(h, p, -(int64_t)n);
+    if (SAMM_UNLIKELY(s->where == W_FULL || (s->used == 0 && s->where != W_ACTIVE)))
+        slab_reclassify(h, s);
+}
+
+static void slot_release(slab *s, void *ptr, const char *call)
+{
+    uint32_t i = slot_checked(s, ptr, call);
+    if (i == UINT32_MAX) return;
     heap *h = tls_heap;
     if (SAMM_LIKELY(h && atomic_load_explicit(&s->owner, memory_order_relaxed) == h)) {
-        if (SAMM_UNLIKELY(atomic_load_explicit(&s->state[i], memory_order_relaxed) != SLOT_USED)) {
-            double_free(ptr, call);
-            return;
-        }
-        atomic_store_explicit(&s->state[i], SLOT_FREE, memory_order_relaxed);
-        *(void **)ptr = s->free;
-        POISON(ptr, s->size);
-        VG_NOACCESS(ptr, s->size);
-        s->free = ptr;
-        s->used--;
-        count_add(&h->frees[p], 1);
-        live_add(h, p, -1);
-        if (SAMM_UNLIKELY(s->where == W_FULL || (s->used == 0 && s->where != W_ACTIVE)))
-            slab_reclassify(h, s);
+        if (slot_free_local(s, ptr, i, call)) slab_freed_local(h, s, 1);
         return;
     }
     uint8_t expected = SLOT_USED;
@@ -1027,7 +1048,7 @@ static void slot_release(slab *s, void *ptr, const char *call)
         double_free(ptr, call);
         return;
     }
-    count_free(p, call);
+    count_free(s->pool, call);
     rbuf_push(s, ptr);
 }
 
@@ -1038,6 +1059,34 @@ void samm__mem_release(void *ptr, const char *call)
         slot_release(slab_of(ptr), ptr, call);
     else
         large_release(ptr, call);
+}
+
+/* As samm__mem_release on each pointer in turn, but a run of pointers into
+ * one slab this thread owns pays the registry check, the owner check, the
+ * counters and the list bookkeeping once: scope cleanup frees objects in
+ * the order they were allocated, so runs are long. */
+void samm__mem_release_many(void *const *ptrs, size_t n, const char *call)
+{
+    heap *h = tls_heap;
+    size_t i = 0;
+    while (i < n) {
+        void *ptr = ptrs[i];
+        uintptr_t base = (uintptr_t)ptr & ~(uintptr_t)SLAB_MASK;
+        slab *s = (slab *)base;
+        if (!h || !ptr || !registry_has((uintptr_t)ptr) ||
+            atomic_load_explicit(&s->owner, memory_order_relaxed) != h) {
+            samm__mem_release(ptr, call);
+            i++;
+            continue;
+        }
+        uint32_t freed = 0;
+        do {
+            ptr = ptrs[i++];
+            uint32_t k = slot_checked(s, ptr, call);
+            if (k != UINT32_MAX && slot_free_local(s, ptr, k, call)) freed++;
+        } while (i < n && ((uintptr_t)ptrs[i] & ~(uintptr_t)SLAB_MASK) == base);
+        if (freed) slab_freed_local(h, s, freed);
+    }
 }
 
 /* ------------------------------------------------------------------------

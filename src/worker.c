@@ -1,16 +1,29 @@
 /* worker.c - background cleanup: a bounded ring of detached batches, one
- * worker thread that cleans them, exact samm_wait, array recycling, and
- * what fork() needs (no held lock, no dead worker in the child).
+ * worker thread that runs their destructors and hooks, per-thread
+ * mailboxes that carry finished batches back to the threads that made
+ * them, exact samm_wait, and what fork() needs (no held lock, no dead
+ * worker in the child).
+ *
+ * Why mailboxes: a slot freed by a thread that does not own its slab costs
+ * an atomic on a cache line the owner keeps writing, so a worker that
+ * frees memory itself makes background mode several times slower than
+ * inline.  The worker therefore leaves default releases to the owner: it
+ * parks the pointers at the end of the batch's own array, and the owner
+ * frees them in bulk, locally, when it next submits a batch (inside the
+ * lock it takes anyway) or waits, and reuses the arrays for its frames.
  */
 #include <pthread.h>
 #include <stdlib.h>
 
 #include "internal.h"
 
-/* Cleaned batches' arrays are kept for the mutators to reuse, so background
- * mode does not pay three mallocs per scope; beyond this many they are
- * released with free(), as the seed design's consumer does. */
-#define RECYCLE_MAX 64
+#define MAILBOX_CAP 32
+
+struct samm_mailbox {
+    samm_batch done[MAILBOX_CAP];
+    size_t n;
+    struct samm_mailbox *next; /* all mailboxes, for shutdown */
+};
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t work_cv = PTHREAD_COND_INITIALIZER; /* queue non-empty, or stop */
@@ -25,9 +38,7 @@ static uint64_t high_water;
 static bool running, stopping, busy, fork_hold;
 static pthread_t thread;
 static SAMM_TLS bool is_worker;
-
-static samm_batch recycled[RECYCLE_MAX];
-static size_t n_recycled;
+static samm_mailbox *mailboxes;
 
 bool samm__on_worker_thread(void)
 {
@@ -41,11 +52,20 @@ void samm__worker_set_capacity(size_t batches)
     pthread_mutex_unlock(&lock);
 }
 
-static void release_arrays(samm_batch *b)
+void samm__batch_free_arrays(samm_batch *b)
 {
     free(b->ptrs);
     free(b->types);
     free(b->sc);
+}
+
+/* What the worker could not park in a mailbox it releases itself. */
+static void release_here(samm_batch *b)
+{
+    samm__mem_release_many(b->ptrs + b->count - b->nrelease, b->nrelease,
+                           "samm_exit_scope (cleanup worker)");
+    samm__pool_flush();
+    samm__batch_free_arrays(b);
 }
 
 static void *worker_main(void *unused)
@@ -63,14 +83,17 @@ static void *worker_main(void *unused)
         busy = true;
         pthread_mutex_unlock(&lock);
 
-        samm__clean(b.ptrs, b.types, b.count, "samm_exit_scope (cleanup worker)");
-        samm__pool_flush();
+        b.nrelease = samm__clean(b.ptrs, b.types, b.count, "samm_exit_scope (cleanup worker)",
+                                 b.mbox != NULL);
 
         pthread_mutex_lock(&lock);
-        if (n_recycled < RECYCLE_MAX)
-            recycled[n_recycled++] = b;
-        else
-            release_arrays(&b);
+        if (b.mbox != NULL && b.mbox->n < MAILBOX_CAP) {
+            b.mbox->done[b.mbox->n++] = b;
+        } else {
+            pthread_mutex_unlock(&lock);
+            release_here(&b);
+            pthread_mutex_lock(&lock);
+        }
         busy = false;
         completed++;
         pthread_cond_broadcast(&done_cv);
@@ -111,7 +134,17 @@ static bool ring_room(void)
     return true;
 }
 
-bool samm__worker_submit(const samm_batch *b)
+/* Called with the lock held. */
+static size_t take_done(samm_mailbox *mb, samm_batch *out)
+{
+    size_t n = mb ? mb->n : 0;
+    for (size_t i = 0; i < n; i++)
+        out[i] = mb->done[i];
+    if (mb) mb->n = 0;
+    return n;
+}
+
+bool samm__worker_submit(const samm_batch *b, samm_batch *done, size_t *n_done)
 {
     pthread_mutex_lock(&lock);
     bool ok = !is_worker && ring_room() && ensure_running();
@@ -122,17 +155,61 @@ bool samm__worker_submit(const samm_batch *b)
         if (len > high_water) high_water = len;
         pthread_cond_signal(&work_cv);
     }
+    *n_done = take_done(b->mbox, done);
     pthread_mutex_unlock(&lock);
     return ok;
 }
 
-bool samm__worker_recycled(samm_batch *out)
+samm_mailbox *samm__mailbox_new(void)
+{
+    samm_mailbox *mb = samm__calloc(1, sizeof *mb);
+    if (mb == NULL) return NULL; /* the worker then releases this thread's memory itself */
+    pthread_mutex_lock(&lock);
+    mb->next = mailboxes;
+    mailboxes = mb;
+    pthread_mutex_unlock(&lock);
+    return mb;
+}
+
+size_t samm__mailbox_take(samm_mailbox *mb, samm_batch *done)
 {
     pthread_mutex_lock(&lock);
-    bool ok = n_recycled > 0;
-    if (ok) *out = recycled[--n_recycled];
+    size_t n = take_done(mb, done);
     pthread_mutex_unlock(&lock);
-    return ok;
+    return n;
+}
+
+/* The owner is ending: everything it queued is finished (it waited), and
+ * what is left in its mailbox has been taken. */
+void samm__mailbox_delete(samm_mailbox *mb)
+{
+    if (mb == NULL) return;
+    pthread_mutex_lock(&lock);
+    for (samm_mailbox **p = &mailboxes; *p; p = &(*p)->next) {
+        if (*p == mb) {
+            *p = mb->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    samm__free(mb);
+}
+
+/* Shutdown: batches parked for threads that will not come back for them
+ * (or not before the leak report) are released by the caller. */
+void samm__mailbox_drain_all(void)
+{
+    samm_batch done[MAILBOX_CAP];
+    for (;;) {
+        size_t n = 0;
+        pthread_mutex_lock(&lock);
+        for (samm_mailbox *mb = mailboxes; mb && n == 0; mb = mb->next)
+            n = take_done(mb, done);
+        pthread_mutex_unlock(&lock);
+        if (n == 0) return;
+        for (size_t i = 0; i < n; i++)
+            release_here(&done[i]);
+    }
 }
 
 void samm__worker_wait(void)
@@ -164,9 +241,6 @@ void samm__worker_stop(void)
     pthread_mutex_lock(&lock);
     running = false;
     stopping = false;
-    for (size_t i = 0; i < n_recycled; i++)
-        release_arrays(&recycled[i]);
-    n_recycled = 0;
     samm__free(ring);
     ring = NULL;
     ring_cap = head = len = 0;
