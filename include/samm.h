@@ -219,10 +219,17 @@ SAMM_API int samm_is_probably_freed(void *ptr);
  * Cleanup runs either inline, on the thread that exits the scope (so
  *   destructors run before samm_exit_scope returns), or in the background,
  *   on one worker thread fed through a bounded queue (a full queue makes
- *   the exiting thread clean inline; nothing is lost).  The environment
- *   variable SAMM_CLEANUP=inline|background picks the mode at init.
- * samm_wait: returns once every batch queued before the call is completely
- *   cleaned.  Immediate in inline mode.
+ *   the exiting thread clean inline; nothing is lost).  In background mode
+ *   the worker runs the destructors and hooks; the memory of default
+ *   releases goes back to the pools on the thread that exited the scope,
+ *   the next time it exits a scope, calls samm_wait, or ends (freeing on
+ *   the owning thread is what keeps it cheap).  samm_shutdown releases
+ *   whatever is still waiting.  The environment variable
+ *   SAMM_CLEANUP=inline|background picks the mode at init.
+ * samm_wait: returns once every batch queued (by any thread) before the
+ *   call has been cleaned - every destructor and hook has returned - and
+ *   the memory of the calling thread's batches is back in the pools.
+ *   Immediate in inline mode.
  * ---------------------------------------------------------------------- */
 typedef enum { SAMM_CLEANUP_INLINE = 0, SAMM_CLEANUP_BACKGROUND = 1 } SAMMCleanupMode;
 
