@@ -184,6 +184,10 @@ typedef struct heap {
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
 static heap *all_heaps;
 static SAMM_TLS heap *tls_heap;
+/* tls_heap->cls[p].active, mirrored so the allocation fast path starts one
+ * dependent load closer to the free list.  Every change of an active slab
+ * goes through set_active. */
+static SAMM_TLS struct slab *tls_active[POOLS];
 static pthread_key_t heap_key;
 
 /* Frees counted by a thread that could not get a heap (out of memory). */
@@ -505,6 +509,12 @@ static uint32_t collect_remote(slab *s)
 /* ------------------------------------------------------------------------
  * Per-thread heaps: creation, list moves, refill, abandonment
  * ---------------------------------------------------------------------- */
+static inline void set_active(heap *h, int p, slab *s)
+{
+    h->cls[p].active = s;
+    if (h == tls_heap) tls_active[p] = s;
+}
+
 static SAMM_COLD heap *heap_create(const char *call)
 {
     pool_init();
@@ -527,6 +537,8 @@ static SAMM_COLD heap *heap_create(const char *call)
     }
     pthread_setspecific(heap_key, h);
     tls_heap = h;
+    for (int p = 0; p < POOLS; p++)
+        tls_active[p] = h->cls[p].active;
     return h;
 }
 
@@ -667,7 +679,7 @@ static void heap_abandon(heap *h)
                 abandon_slab(h, c->active);
             else
                 slab_decommit(c->active);
-            c->active = NULL;
+            set_active(h, p, NULL);
         }
         for (size_t i = 0; i < sizeof lists / sizeof *lists; i++) {
             slab *s;
@@ -689,8 +701,8 @@ void samm__pool_thread_exit(void)
     samm__pool_flush();
     heap *h = tls_heap;
     if (!h) return;
-    tls_heap = NULL;
     heap_abandon(h);
+    tls_heap = NULL;
     pthread_mutex_lock(&heaps_lock);
     h->in_use = false;
     pthread_mutex_unlock(&heaps_lock);
@@ -867,24 +879,24 @@ static inline void zero_slot(void *ptr, size_t size)
         memset(ptr, 0, size);
 }
 
-/* Takes a slot from the heap's active slab of pool p, or NULL. */
-static inline __attribute__((always_inline)) void *slot_take(heap *h, int p)
+/* Takes a slot from `s`, the heap's active slab of pool p, or NULL. */
+static inline __attribute__((always_inline)) void *slot_take(heap *h, slab *s, int p)
 {
-    slab *s = h->cls[p].active;
-    if (SAMM_UNLIKELY(!s)) return NULL;
     void *ptr = s->free;
     uint32_t i;
+    /* Object classes' slot sizes are known without reading the slab. */
+    size_t size = p < SAMM_OBJECT_CLASSES ? (size_t)32 << p : s->size;
     if (SAMM_LIKELY(ptr != NULL)) {
         s->free = link_get(ptr);
         i = slot_index(s, ptr);
-        UNPOISON(ptr, s->size);
-        VG_UNDEFINED(ptr, s->size);
-        zero_slot(ptr, s->size);
+        UNPOISON(ptr, size);
+        VG_UNDEFINED(ptr, size);
+        zero_slot(ptr, size);
     } else if (s->bump < s->nslots) {
         i = s->bump++;
         ptr = slot_at(s, i);
-        UNPOISON(ptr, s->size);
-        VG_DEFINED(ptr, s->size); /* never used since (re)commit: zero */
+        UNPOISON(ptr, size);
+        VG_DEFINED(ptr, size); /* never used since (re)commit: zero */
     } else {
         return NULL;
     }
@@ -903,15 +915,15 @@ static SAMM_NOINLINE void *slot_alloc_slow(int p, size_t off_size, const char *c
     if (!h) return NULL;
     pclass *c = &h->cls[p];
     for (;;) {
-        void *ptr = slot_take(h, p);
-        if (ptr) return ptr;
         slab *s = c->active;
+        void *ptr = s ? slot_take(h, s, p) : NULL;
+        if (ptr) return ptr;
         if (s && heap_collect(h, s)) continue;
         if (s) list_push(&c->full, s, W_FULL);
-        c->active = NULL;
+        set_active(h, p, NULL);
         if (!(s = refill(h, p, call))) return NULL;
         s->where = W_ACTIVE;
-        c->active = s;
+        set_active(h, p, s);
     }
 }
 
@@ -919,9 +931,9 @@ void *samm__obj_alloc(size_t size, const char *call)
 {
     if (SAMM_UNLIKELY(size > OBJ_MAX)) return large_alloc(size, call);
     int p = obj_class(size);
-    heap *h = tls_heap; /* set only once initialised, with pooling on */
-    if (SAMM_LIKELY(h != NULL)) {
-        void *ptr = slot_take(h, p);
+    slab *s = tls_active[p]; /* set only once initialised, with pooling on */
+    if (SAMM_LIKELY(s != NULL)) {
+        void *ptr = slot_take(tls_heap, s, p);
         if (SAMM_LIKELY(ptr != NULL)) return ptr;
     }
     return slot_alloc_slow(p, size, call);
@@ -947,9 +959,9 @@ void *samm__desc_alloc(int kind, const char *call)
     }
     if (SAMM_UNLIKELY(!atomic_load_explicit(&desc_frozen, memory_order_acquire))) desc_freeze();
     int p = SAMM_OBJECT_CLASSES + kind;
-    heap *h = tls_heap;
-    if (SAMM_LIKELY(h != NULL)) {
-        void *ptr = slot_take(h, p);
+    slab *s = tls_active[p];
+    if (SAMM_LIKELY(s != NULL)) {
+        void *ptr = slot_take(tls_heap, s, p);
         if (SAMM_LIKELY(ptr != NULL)) return ptr;
     }
     return slot_alloc_slow(p, layouts[p].size, call);
@@ -1117,7 +1129,7 @@ void samm__pool_trim(void)
             if ((s = c->active) != NULL) {
                 heap_collect(h, s);
                 if (!s->used) {
-                    c->active = NULL;
+                    set_active(h, p, NULL);
                     slab_decommit(s);
                 }
             }
