@@ -6,14 +6,15 @@
 #include <string.h>
 
 #include "check.h"
+#include "fixtures.h"
 #include "internal.h"
 
 /* ------------------------------------------------------------------------
- * Fixtures: objects whose destructor (vtable slot 3) counts, errors
- * captured by a handler.
+ * Fixtures: objects whose destructor (vtable slot 3) counts; errors are
+ * captured by capture_fn (fixtures.h).
  * ---------------------------------------------------------------------- */
 typedef struct Obj {
-    void **vtable;
+    const dtor_fn *vtable;
     int id;
     int dtor_runs;
 } Obj;
@@ -27,7 +28,7 @@ static void obj_dtor(void *p)
     atomic_fetch_add(&destroyed, 1);
     atomic_fetch_add(&destroyed_ids_sum, o->id);
 }
-static void *obj_vtable[4] = {NULL, NULL, NULL, (void *)obj_dtor};
+DTOR_VTABLE(obj_vtable, obj_dtor);
 
 static Obj *new_obj(int id)
 {
@@ -45,22 +46,6 @@ static Obj *tracked_obj(int id)
     return o;
 }
 
-static int errors;
-static SAMMErrorCode last_code;
-static char last_call[64], last_msg[256];
-static const void *last_ptr;
-static void on_error(const SAMMError *e, void *user)
-{
-    (void)user;
-    errors++;
-    last_code = e->code;
-    last_ptr = e->ptr;
-    snprintf(last_call, sizeof last_call, "%s", e->call);
-    snprintf(last_msg, sizeof last_msg, "%s", e->message);
-}
-
-static SAMMCleanupMode mode;
-
 /* Waits for background cleanup, then returns the destructor count. */
 static int dtors(void)
 {
@@ -73,8 +58,8 @@ static void reset_counts(void)
     samm_wait();
     atomic_store(&destroyed, 0);
     atomic_store(&destroyed_ids_sum, 0);
-    errors = 0;
-    last_code = 0;
+    captured.count = 0;
+    captured.code = 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -96,9 +81,9 @@ static void test_scopes_and_depth(void)
 
     /* Exit at the global scope is reported and ignored. */
     samm_exit_scope();
-    CHECK_EQ(errors, 1);
-    CHECK_EQ(last_code, SAMM_ERR_EXIT_AT_GLOBAL);
-    CHECK(strcmp(last_call, "samm_exit_scope") == 0);
+    CHECK_EQ(captured.count, 1);
+    CHECK_EQ(captured.code, SAMM_ERR_EXIT_AT_GLOBAL);
+    CHECK(strcmp(captured.call, "samm_exit_scope") == 0);
     CHECK_EQ(samm_scope_depth(), 0);
     samm_enter_scope();
     Obj *o = tracked_obj(1);
@@ -123,7 +108,7 @@ static void test_destructors_run_once_newest_first(void)
     Obj *a = new_obj(1);
     a->vtable = NULL;
     samm_track_object(a);
-    static void *empty_vtable[4];
+    static const dtor_fn empty_vtable[SAMM_VTABLE_DESTRUCTOR_SLOT + 1];
     Obj *b = new_obj(2);
     b->vtable = empty_vtable;
     samm_track_object(b);
@@ -164,7 +149,7 @@ static void test_null_and_disabled(void)
     samm_untrack(NULL);
     samm_retain(NULL, 1);
     samm_free_object(NULL);
-    CHECK_EQ(errors, 0);
+    CHECK_EQ(captured.count, 0);
 
     samm_set_enabled(0);
     CHECK_EQ(samm_is_enabled(), 0);
@@ -173,7 +158,7 @@ static void test_null_and_disabled(void)
     Obj *o = new_obj(1); /* allocation still works */
     samm_track_object(o);
     samm_exit_scope(); /* no-op, not an error */
-    CHECK_EQ(errors, 0);
+    CHECK_EQ(captured.count, 0);
     samm_set_enabled(1);
     CHECK_EQ(samm_is_enabled(), 1);
     samm_enter_scope();
@@ -190,7 +175,7 @@ static void test_untrack(void)
     tracked_obj(2);
     samm_untrack(kept);
     samm_untrack(kept); /* not tracked any more: ignored */
-    CHECK_EQ(errors, 0);
+    CHECK_EQ(captured.count, 0);
     samm_exit_scope();
     CHECK_EQ(dtors(), 1);
     CHECK_EQ(kept->dtor_runs, 0);
@@ -219,7 +204,7 @@ static void test_delete_inside_scope(void)
     samm_free_object(a);
     samm_exit_scope();
     CHECK_EQ(dtors(), 2); /* a once (by hand), b once (by the scope) */
-    CHECK_EQ(errors, 0);
+    CHECK_EQ(captured.count, 0);
 }
 
 static void test_retain(void)
@@ -262,7 +247,7 @@ static void test_retain(void)
     samm_exit_scope();
     CHECK_EQ(dtors(), 1);
     samm_retain(g, 5); /* at global already: stays there */
-    CHECK_EQ(errors, 0);
+    CHECK_EQ(captured.count, 0);
     samm_untrack(g);
     samm_free_object(g);
 
@@ -276,15 +261,15 @@ static void test_retain(void)
     /* Misuse is reported. */
     Obj *u = new_obj(11);
     samm_retain(u, 1);
-    CHECK_EQ(last_code, SAMM_ERR_NOT_TRACKED);
-    CHECK(last_ptr == u);
+    CHECK_EQ(captured.code, SAMM_ERR_NOT_TRACKED);
+    CHECK(captured.ptr == u);
     samm_enter_scope();
     samm_track_object(u);
     samm_retain(u, -1);
-    CHECK_EQ(last_code, SAMM_ERR_BAD_ARGUMENT);
+    CHECK_EQ(captured.code, SAMM_ERR_BAD_ARGUMENT);
     samm_exit_scope();
     CHECK_EQ(dtors(), 3);
-    CHECK_EQ(errors, 2);
+    CHECK_EQ(captured.count, 2);
 }
 
 /* Hooks may enter scopes, allocate and track: they run in the cleaning
@@ -325,7 +310,7 @@ static void test_hooks_enter_scopes(void)
     samm_exit_scope();
     CHECK_EQ(dtors(), 31);
     samm_register_cleanup((SAMMAllocType)300, NULL);
-    CHECK_EQ(last_code, SAMM_ERR_BAD_ARGUMENT);
+    CHECK_EQ(captured.code, SAMM_ERR_BAD_ARGUMENT);
 }
 
 static void test_deep_scopes(void)
@@ -379,7 +364,7 @@ static void test_samm_alloc(void)
     samm_exit_scope();
     CHECK_EQ(dtors(), 1);
     CHECK(samm_alloc(8, (SAMMAllocType)256) == NULL);
-    CHECK_EQ(last_code, SAMM_ERR_BAD_ARGUMENT);
+    CHECK_EQ(captured.code, SAMM_ERR_BAD_ARGUMENT);
 
     /* When tracking runs out of memory, samm_alloc gives NULL, not a leak. */
     samm_enter_scope();
@@ -393,7 +378,7 @@ static void test_samm_alloc(void)
     void *p = samm_alloc(16, SAMM_ALLOC_GENERIC);
     samm__fail_reset();
     CHECK(p == NULL);
-    CHECK_EQ(last_code, SAMM_ERR_OUT_OF_MEMORY);
+    CHECK_EQ(captured.code, SAMM_ERR_OUT_OF_MEMORY);
     samm_exit_scope();
     CHECK_EQ(dtors(), 1 + filled);
 }
@@ -456,31 +441,31 @@ static void test_error_handler(void)
 {
     /* The handler returns the previous one and NULL restores the default. */
     samm_error_fn prev = samm_set_error_handler(NULL, NULL);
-    CHECK(prev == on_error);
-    CHECK(samm_set_error_handler(on_error, NULL) == NULL);
+    CHECK(prev == capture_fn);
+    CHECK(samm_set_error_handler(capture_fn, NULL) == NULL);
     reset_counts();
     uint64_t before = samm_error_count();
     samm_exit_scope();
     CHECK_EQ(samm_error_count(), before + 1);
-    CHECK(strstr(last_msg, "exit at depth 0") != NULL);
+    CHECK(strstr(captured.message, "exit at depth 0") != NULL);
     CHECK(strcmp(samm_error_name(SAMM_ERR_DOUBLE_FREE), "double free") == 0);
 }
 
 static void test_mode_switch(void)
 {
     reset_counts();
-    CHECK_EQ(samm_get_cleanup_mode(), mode);
+    CHECK_EQ(samm_get_cleanup_mode(), test_mode());
     samm_set_cleanup_mode((SAMMCleanupMode)7);
-    CHECK_EQ(last_code, SAMM_ERR_BAD_ARGUMENT);
-    CHECK_EQ(samm_get_cleanup_mode(), mode);
+    CHECK_EQ(captured.code, SAMM_ERR_BAD_ARGUMENT);
+    CHECK_EQ(samm_get_cleanup_mode(), test_mode());
     /* Switch in the middle of a scope: nothing is lost either way. */
     samm_enter_scope();
     tracked_obj(1);
-    samm_set_cleanup_mode(mode == SAMM_CLEANUP_INLINE ? SAMM_CLEANUP_BACKGROUND
-                                                      : SAMM_CLEANUP_INLINE);
+    samm_set_cleanup_mode(test_mode() == SAMM_CLEANUP_INLINE ? SAMM_CLEANUP_BACKGROUND
+                                                             : SAMM_CLEANUP_INLINE);
     samm_exit_scope();
     CHECK_EQ(dtors(), 1);
-    samm_set_cleanup_mode(mode);
+    samm_set_cleanup_mode(test_mode());
 }
 
 static void test_shutdown_and_reinit(void)
@@ -493,14 +478,14 @@ static void test_shutdown_and_reinit(void)
     tracked_obj(3);
     samm_shutdown();
     CHECK_EQ(atomic_load(&destroyed), 3);
-    CHECK_EQ(last_code, SAMM_ERR_SCOPE_IMBALANCE);
+    CHECK_EQ(captured.code, SAMM_ERR_SCOPE_IMBALANCE);
     CHECK_EQ(samm_scope_depth(), 0); /* auto-initialised again */
     samm_shutdown();
     samm_shutdown(); /* idempotent */
     samm_init();
     samm_init();
-    samm_set_error_handler(on_error, NULL);
-    samm_set_cleanup_mode(mode);
+    samm_set_error_handler(capture_fn, NULL);
+    samm_set_cleanup_mode(test_mode());
     samm_enter_scope();
     tracked_obj(4);
     samm_exit_scope();
@@ -532,11 +517,10 @@ int main(void)
     /* Calls before samm_init work (auto-initialisation). */
     CHECK_EQ(samm_scope_depth(), 0);
     samm_init();
-    samm_set_error_handler(on_error, NULL);
+    samm_set_error_handler(capture_fn, NULL);
     for (int m = 0; m < 2; m++) {
-        mode = m ? SAMM_CLEANUP_BACKGROUND : SAMM_CLEANUP_INLINE;
-        samm_set_cleanup_mode(mode);
-        printf("-- cleanup mode: %s\n", m ? "background" : "inline");
+        set_mode(m);
+        printf("-- cleanup mode: %s\n", mode_name(m));
         run_all();
     }
     samm_shutdown();

@@ -20,31 +20,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "fixtures.h"
 #include "samm.h"
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define ON_VALGRIND() (RUNNING_ON_VALGRIND != 0)
-#endif
-#endif
-#ifndef ON_VALGRIND
-#define ON_VALGRIND() 0
-#endif
-
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SAMM_TEST_TSAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define SAMM_TEST_TSAN 1
-#endif
-#ifdef SAMM_TEST_TSAN
+#if SAMM_TEST_TSAN
 /* Exported (the build hides symbols by default) so the TSan runtime sees it. */
 __attribute__((visibility("default"))) const char *__tsan_default_options(void);
 __attribute__((visibility("default"))) const char *__tsan_default_options(void)
@@ -54,58 +36,8 @@ __attribute__((visibility("default"))) const char *__tsan_default_options(void)
 #endif
 
 /* ------------------------------------------------------------------------
- * Mode, errors
- * ---------------------------------------------------------------------- */
-static atomic_int g_mode;
-static const char *mode_name(int m)
-{
-    return m == SAMM_CLEANUP_BACKGROUND ? "background" : "inline";
-}
-
-static void set_mode(int m)
-{
-    samm_wait();
-    samm_set_cleanup_mode((SAMMCleanupMode)m);
-    atomic_store(&g_mode, m);
-}
-
-#define RUN_BOTH(fn)                                                                               \
-    do {                                                                                           \
-        for (int m_ = 0; m_ < 2; m_++) {                                                           \
-            set_mode(m_);                                                                          \
-            printf("[%-10s] ", mode_name(m_));                                                     \
-            RUN(fn);                                                                               \
-            CHECK_EQ(samm_get_cleanup_mode(), m_);                                                 \
-            CHECK_EQ(samm_scope_depth(), 0);                                                       \
-        }                                                                                          \
-    } while (0)
-
-static atomic_int errors_seen;
-static void on_error(const SAMMError *e, void *user)
-{
-    (void)user;
-    (void)e;
-    atomic_fetch_add(&errors_seen, 1);
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {0, (long)ms * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-/* ------------------------------------------------------------------------
  * Objects: counted destructors; `gen` tells parent-made from child-made.
  * ---------------------------------------------------------------------- */
-typedef void (*dtor_fn)(void *);
 #define MAGIC_LIVE 0xf0f0c0deu
 #define MAGIC_DEAD 0xdeadu
 
@@ -125,7 +57,7 @@ static void obj_dtor(void *p)
     if (o->sleep_ms) sleep_ms(o->sleep_ms);
     atomic_fetch_add(&destroyed, 1); /* after the sleep: completed */
 }
-static const dtor_fn obj_vtable[4] = {NULL, NULL, NULL, obj_dtor};
+DTOR_VTABLE(obj_vtable, obj_dtor);
 
 static Obj *new_tracked(int sleep)
 {
@@ -164,7 +96,7 @@ static void warm_worker(void)
  * die_after_fork=0, set above.) */
 static void after_fork_in_child(void)
 {
-#if defined(SAMM_TEST_TSAN) && !defined(__clang__)
+#if SAMM_TEST_TSAN && !defined(__clang__)
     pthread_attr_t a;
     size_t sz = 0;
     if (pthread_getattr_default_np(&a) == 0) {
@@ -224,7 +156,7 @@ static void test_fork_mid_scope(void)
     const int n1 = 3, n2 = 10;
     if (atomic_load(&g_mode) == SAMM_CLEANUP_BACKGROUND) warm_worker();
     reset_counts();
-    int e0 = atomic_load(&errors_seen);
+    int e0 = errors_total();
     samm_enter_scope(); /* depth 1 */
     for (int i = 0; i < n1; i++)
         new_tracked(0);
@@ -278,9 +210,9 @@ static void test_fork_mid_scope(void)
         samm_get_stats(&s);
         CHECK_EQ(s.objects_cleaned - s_fork.objects_cleaned, (uint64_t)(n2 + 12 + n1));
         CHECK_EQ(atomic_load(&bad_magic), 0);
-        CHECK_EQ(atomic_load(&errors_seen), e0);
+        CHECK_EQ(errors_total(), e0);
         samm_shutdown();
-        CHECK_EQ(atomic_load(&errors_seen), e0);
+        CHECK_EQ(errors_total(), e0);
         child_exit(f0);
     }
     expect_child_ok(pid, "test_fork_mid_scope");
@@ -298,7 +230,7 @@ static void test_fork_mid_scope(void)
     CHECK_EQ(atomic_load(&destroyed), n2 + n1);
     CHECK_EQ(samm_scope_depth(), 0);
     CHECK_EQ(atomic_load(&bad_magic), 0);
-    CHECK_EQ(atomic_load(&errors_seen), e0);
+    CHECK_EQ(errors_total(), e0);
 }
 
 /* ------------------------------------------------------------------------
@@ -311,7 +243,7 @@ static void test_fork_with_pending_batches(void)
     bool bg = atomic_load(&g_mode) == SAMM_CLEANUP_BACKGROUND;
     if (bg) warm_worker();
     reset_counts();
-    int e0 = atomic_load(&errors_seen);
+    int e0 = errors_total();
     SAMMStats s0;
     samm_get_stats(&s0);
     for (int b = 0; b < batches; b++) {
@@ -345,7 +277,7 @@ static void test_fork_with_pending_batches(void)
         samm_wait();
         CHECK_EQ(atomic_load(&destroyed), total + 5);
         CHECK_EQ(atomic_load(&bad_magic), 0);
-        CHECK_EQ(atomic_load(&errors_seen), e0);
+        CHECK_EQ(errors_total(), e0);
         samm_shutdown();
         child_exit(f0);
     }
@@ -357,7 +289,7 @@ static void test_fork_with_pending_batches(void)
     CHECK_EQ(s1.objects_cleaned - s0.objects_cleaned, (uint64_t)total);
     CHECK_EQ(s1.cleanup_batches - s0.cleanup_batches, (uint64_t)batches);
     CHECK_EQ(atomic_load(&bad_magic), 0);
-    CHECK_EQ(atomic_load(&errors_seen), e0);
+    CHECK_EQ(errors_total(), e0);
     /* The parent keeps working after the fork. */
     samm_enter_scope();
     new_tracked(0);
@@ -434,7 +366,7 @@ static void test_fork_from_thread(void)
 {
     if (atomic_load(&g_mode) == SAMM_CLEANUP_BACKGROUND) warm_worker();
     reset_counts();
-    int e0 = atomic_load(&errors_seen);
+    int e0 = errors_total();
     samm_enter_scope();
     for (int i = 0; i < 5; i++)
         new_tracked(0);
@@ -455,7 +387,7 @@ static void test_fork_from_thread(void)
     samm_wait();
     CHECK_EQ(atomic_load(&destroyed), 7);
     CHECK_EQ(atomic_load(&bad_magic), 0);
-    CHECK_EQ(atomic_load(&errors_seen), e0);
+    CHECK_EQ(errors_total(), e0);
 }
 
 /* ------------------------------------------------------------------------
@@ -479,16 +411,16 @@ static void test_fork_while_reporting(void)
     atomic_store(&stop_reporting, 0);
     pthread_t th;
     REQUIRE(pthread_create(&th, NULL, reporter_thread, NULL) == 0);
-    const int forks = ON_VALGRIND() ? 8 : 60; /* a child under valgrind costs ~0.2 s */
+    const int forks = scale(60, 8); /* a child under valgrind costs ~0.2 s */
     int hung = 0, failed = 0;
     for (int i = 0; i < forks && hung == 0; i++) {
         pid_t pid = fork_flushed();
         if (pid == 0) {
             int f0 = check_failures;
             alarm(2);
-            int e = atomic_load(&errors_seen);
+            int e = errors_total();
             samm_exit_scope(); /* reports: needs the error path's lock */
-            CHECK_EQ(atomic_load(&errors_seen), e + 1);
+            CHECK_EQ(errors_total(), e + 1);
             samm_enter_scope();
             new_tracked(0);
             samm_exit_scope();
@@ -514,17 +446,10 @@ static void test_fork_while_reporting(void)
 
 int main(void)
 {
-    samm_init();
-    samm_set_error_handler(on_error, NULL);
-    double t0 = now_ms();
+    double t0 = suite_begin(count_error);
     RUN_BOTH(test_fork_mid_scope);
     RUN_BOTH(test_fork_with_pending_batches);
     RUN_BOTH(test_fork_from_thread);
     RUN_BOTH(test_fork_while_reporting);
-    int e0 = atomic_load(&errors_seen);
-    samm_shutdown();
-    CHECK_EQ(atomic_load(&errors_seen), e0);
-    samm_set_error_handler(NULL, NULL);
-    printf("test_fork: %.0f ms\n", now_ms() - t0);
-    return check_exit();
+    return suite_end("test_fork", t0);
 }

@@ -5,32 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "capture.h"
 #include "check.h"
+#include "fixtures.h"
 #include "internal.h"
-
-#if defined(__has_include)
-#if __has_include(<valgrind/memcheck.h>)
-#include <valgrind/memcheck.h>
-#define HAVE_MEMCHECK 1
-#endif
-#endif
-#ifndef RUNNING_ON_VALGRIND
-#define RUNNING_ON_VALGRIND 0
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define SAMM_TEST_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define SAMM_TEST_TSAN 1
-#endif
-#endif
-#ifndef SAMM_TEST_TSAN
-#define SAMM_TEST_TSAN 0
-#endif
 
 static SAMMStats stats(void)
 {
@@ -407,13 +386,6 @@ static void test_memcheck_marks(void)
     samm__mem_release(d, "t");
     CHECK_EQ(VALGRIND_GET_VBITS(d, vbits, 8), 3);
 #endif
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
 /* A loop that fills and empties 10 slabs keeps them (no madvise, no page

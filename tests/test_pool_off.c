@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "capture.h"
 #include "check.h"
+#include "fixtures.h"
 #include "internal.h"
 
 static SAMMStats stats(void)

@@ -8,8 +8,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "capture.h"
 #include "check.h"
+#include "fixtures.h"
 #include "internal.h"
 
 static SAMMPoolStats pstats(int i)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "fixtures.h"
 #include "internal.h"
 
 static void *P(size_t i)
@@ -13,28 +14,7 @@ static void *P(size_t i)
     return (void *)(uintptr_t)(0x1000 + i * 16);
 }
 
-/* Error capture: every test that expects an error installs this. */
-static int errors_seen;
-static SAMMErrorCode last_code;
-static char last_call[64];
-static void capture(const SAMMError *e, void *user)
-{
-    (void)user;
-    errors_seen++;
-    last_code = e->code;
-    snprintf(last_call, sizeof last_call, "%s", e->call);
-}
-static void capture_on(void)
-{
-    errors_seen = 0;
-    last_code = 0;
-    last_call[0] = 0;
-    samm_set_error_handler(capture, NULL);
-}
-static void capture_off(void)
-{
-    samm_set_error_handler(NULL, NULL);
-}
+/* Every test that expects an error installs capture_on() (fixtures.h). */
 
 /* Detaches `depth`, checks it holds exactly P(0..n-1) in order with
  * type i%256 and size class (i*7)%256, and frees the arrays. */
@@ -233,9 +213,9 @@ static void test_negative_depth(void)
 {
     capture_on();
     samm_scope_add(-1, P(1), 1, 1);
-    CHECK_EQ(errors_seen, 1);
-    CHECK_EQ(last_code, SAMM_ERR_BAD_DEPTH);
-    CHECK(strcmp(last_call, "samm_scope_add") == 0);
+    CHECK_EQ(captured.count, 1);
+    CHECK_EQ(captured.code, SAMM_ERR_BAD_DEPTH);
+    CHECK(strcmp(captured.call, "samm_scope_add") == 0);
     samm_scope_reset(-5);
     CHECK(!samm_scope_remove(-1, P(1), NULL, NULL));
     void **p = NULL;
@@ -243,9 +223,9 @@ static void test_negative_depth(void)
     size_t c = 0;
     CHECK(!samm_scope_detach(-2, &p, &t, &s, &c));
     CHECK(p == NULL && c == 0);
-    CHECK_EQ(errors_seen, 4);
+    CHECK_EQ(captured.count, 4);
     CHECK(!samm_scope_detach(0, NULL, &t, &s, &c));
-    CHECK_EQ(last_code, SAMM_ERR_BAD_ARGUMENT);
+    CHECK_EQ(captured.code, SAMM_ERR_BAD_ARGUMENT);
     capture_off();
 }
 
@@ -257,26 +237,26 @@ static void test_out_of_memory(void)
     for (long k = 0; k < 4; k++) {
         fill(6, 32); /* full at the initial capacity: the next add grows */
         samm__fail_after(k, 1);
-        int before = errors_seen;
+        int before = captured.count;
         samm_scope_add(6, P(32), 32, (uint8_t)(32 * 7));
         samm__fail_reset();
         if (k < 3) {
-            CHECK_EQ(errors_seen, before + 1);
-            CHECK_EQ(last_code, SAMM_ERR_OUT_OF_MEMORY);
+            CHECK_EQ(captured.count, before + 1);
+            CHECK_EQ(captured.code, SAMM_ERR_OUT_OF_MEMORY);
             expect_sequence(6, 32); /* unchanged */
         } else {
-            CHECK_EQ(errors_seen, before); /* all three reallocs fit */
+            CHECK_EQ(captured.count, before); /* all three reallocs fit */
             expect_sequence(6, 33);
         }
         fill(6, 40); /* usable afterwards */
         expect_sequence(6, 40);
     }
     /* A new depth whose frame vector cannot grow. */
-    int before = errors_seen;
+    int before = captured.count;
     samm__fail_after(0, 1);
     samm_scope_add(1 << 20, P(1), 1, 7);
     samm__fail_reset();
-    CHECK_EQ(errors_seen, before + 1);
+    CHECK_EQ(captured.count, before + 1);
     expect_sequence(1 << 20, 0);
     /* An indexed frame whose index cannot grow keeps working by scanning:
      * 64 entries build a 128-slot index on the first remove, the arrays
@@ -287,7 +267,7 @@ static void test_out_of_memory(void)
     REQUIRE(samm__frame_get(7)->index != NULL);
     for (size_t i = 63; i < 96; i++)
         samm_scope_add(7, P(i), (uint8_t)i, (uint8_t)(i * 7));
-    before = errors_seen;
+    before = captured.count;
     samm__fail_after(0, 1000);
     for (size_t i = 96; i < 128; i++)
         samm_scope_add(7, P(i), (uint8_t)i, (uint8_t)(i * 7));
@@ -296,7 +276,7 @@ static void test_out_of_memory(void)
     CHECK(samm_scope_remove(7, P(0), NULL, NULL));
     CHECK(!samm_scope_remove(7, P(0), NULL, NULL));
     samm__fail_reset();
-    CHECK_EQ(errors_seen, before); /* losing the index is not an error */
+    CHECK_EQ(captured.count, before); /* losing the index is not an error */
     CHECK_EQ(samm__frame_get(7)->count, 126);
     samm_scope_reset(7);
     capture_off();

@@ -22,69 +22,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "check.h"
+#include "fixtures.h"
 #include "samm.h"
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define ON_VALGRIND() (RUNNING_ON_VALGRIND != 0)
-#endif
-#endif
-#ifndef ON_VALGRIND
-#define ON_VALGRIND() 0
-#endif
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* ------------------------------------------------------------------------
- * Mode, errors
+ * Errors: none is expected; each is printed and counted.
  * ---------------------------------------------------------------------- */
-static atomic_int g_mode;
-static const char *mode_name(int m)
-{
-    return m == SAMM_CLEANUP_BACKGROUND ? "background" : "inline";
-}
-
-static void set_mode(int m)
-{
-    samm_wait();
-    samm_set_cleanup_mode((SAMMCleanupMode)m);
-    atomic_store(&g_mode, m);
-}
-
-#define RUN_BOTH(fn)                                                                               \
-    do {                                                                                           \
-        for (int m_ = 0; m_ < 2; m_++) {                                                           \
-            set_mode(m_);                                                                          \
-            printf("[%-10s] ", mode_name(m_));                                                     \
-            RUN(fn);                                                                               \
-            CHECK_EQ(samm_get_cleanup_mode(), m_);                                                 \
-            CHECK_EQ(samm_scope_depth(), 0);                                                       \
-        }                                                                                          \
-    } while (0)
-
-static atomic_int errors_seen;
 static void on_error(const SAMMError *e, void *user)
 {
-    (void)user;
     fprintf(stderr, "unexpected samm error: %s (%s) in %s\n", e->message, samm_error_name(e->code),
             e->call);
-    atomic_fetch_add(&errors_seen, 1);
+    count_error(e, user);
 }
 
 /* ------------------------------------------------------------------------
  * The program's runtime types
  * ---------------------------------------------------------------------- */
-typedef void (*dtor_fn)(void *);
-
 #define MAGIC_NUM 0x4e554d31u
 #define MAGIC_STR 0x53545231u
 #define MAGIC_LIST 0x4c535431u
@@ -149,7 +104,7 @@ static void num_dtor(void *p)
     n->magic = MAGIC_DEAD;
     atomic_fetch_add(&nums_destroyed, 1);
 }
-static const dtor_fn num_vtable[4] = {NULL, NULL, NULL, num_dtor};
+DTOR_VTABLE(num_vtable, num_dtor);
 
 /* STRING hook: frees the character buffer, then the descriptor. */
 static void str_release(void *p)
@@ -398,7 +353,7 @@ typedef struct {
 static void run_program(int threads, int fib_n, bool mixed, RunCounts *out)
 {
     reset_tallies();
-    int e0 = atomic_load(&errors_seen);
+    int e0 = errors_total();
     samm_register_cleanup(SAMM_ALLOC_STRING, str_release);
     samm_register_cleanup(SAMM_ALLOC_LIST, list_release);
     SAMMStats s0, s1;
@@ -464,7 +419,7 @@ static void run_program(int threads, int fib_n, bool mixed, RunCounts *out)
     CHECK_EQ(s1.objects_freed - s0.objects_freed, made);
     CHECK(s1.peak_scope_depth >= 30);
     CHECK_EQ(samm_scope_depth(), 0);
-    CHECK_EQ(atomic_load(&errors_seen), e0);
+    CHECK_EQ(errors_total(), e0);
 
     out->nums = atomic_load(&nums_made);
     out->strs = atomic_load(&strs_made);
@@ -520,7 +475,7 @@ static void run_twice(int threads)
     RunCounts r1, r2;
     run_program(threads, fib_n_for(threads), false, &r1);
     samm_shutdown();
-    CHECK_EQ(atomic_load(&errors_seen), 0);
+    CHECK_EQ(errors_total(), 0);
     samm_init();
     set_mode(mode); /* init reads SAMM_CLEANUP again */
     CHECK_EQ(samm_scope_depth(), 0);
@@ -549,15 +504,10 @@ static void test_program_two_threads_mixed_sizes(void)
 
 int main(void)
 {
-    samm_init();
-    samm_set_error_handler(on_error, NULL);
-    double t0 = now_ms();
+    double t0 = suite_begin(on_error);
     RUN_BOTH(test_program_one_thread);
     RUN_BOTH(test_program_four_threads);
     RUN_BOTH(test_program_two_threads_mixed_sizes);
-    samm_shutdown();
-    CHECK_EQ(atomic_load(&errors_seen), 0);
-    samm_set_error_handler(NULL, NULL);
-    printf("test_stress: %.0f ms\n", now_ms() - t0);
-    return check_exit();
+    CHECK_EQ(errors_total(), 0); /* and suite_end: none at shutdown either */
+    return suite_end("test_stress", t0);
 }

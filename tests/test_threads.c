@@ -13,92 +13,14 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "check.h"
+#include "fixtures.h"
 #include "internal.h"
-
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define ON_VALGRIND() (RUNNING_ON_VALGRIND != 0)
-#endif
-#endif
-#ifndef ON_VALGRIND
-#define ON_VALGRIND() 0
-#endif
-
-/* Scale: full counts natively, smaller under valgrind. */
-static int scale(int native, int valgrind)
-{
-    return ON_VALGRIND() ? valgrind : native;
-}
-
-/* ------------------------------------------------------------------------
- * Mode, errors
- * ---------------------------------------------------------------------- */
-static atomic_int g_mode; /* SAMMCleanupMode of the running test */
-static const char *mode_name(int m)
-{
-    return m == SAMM_CLEANUP_BACKGROUND ? "background" : "inline";
-}
-
-static void set_mode(int m)
-{
-    samm_wait();
-    samm_set_cleanup_mode((SAMMCleanupMode)m);
-    atomic_store(&g_mode, m);
-}
-
-#define RUN_BOTH(fn)                                                                               \
-    do {                                                                                           \
-        for (int m_ = 0; m_ < 2; m_++) {                                                           \
-            set_mode(m_);                                                                          \
-            printf("[%-10s] ", mode_name(m_));                                                     \
-            RUN(fn);                                                                               \
-            CHECK_EQ(samm_get_cleanup_mode(), m_);                                                 \
-            CHECK_EQ(samm_scope_depth(), 0);                                                       \
-        }                                                                                          \
-    } while (0)
-
-static atomic_int err_by_code[16];
-static void on_error(const SAMMError *e, void *user)
-{
-    (void)user;
-    int c = (int)e->code;
-    atomic_fetch_add(&err_by_code[c > 0 && c < 16 ? c : 0], 1);
-}
-static int errors(int code)
-{
-    return atomic_load(&err_by_code[code]);
-}
-static int errors_total(void)
-{
-    int n = 0;
-    for (int i = 0; i < 16; i++)
-        n += atomic_load(&err_by_code[i]);
-    return n;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {0, (long)ms * 1000000L};
-    while (nanosleep(&ts, &ts) != 0) {
-    }
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 /* ------------------------------------------------------------------------
  * Objects
  * ---------------------------------------------------------------------- */
-typedef void (*dtor_fn)(void *);
-
 #define MAGIC_LIVE 0x0b7ec7u
 #define MAGIC_DEAD 0xdeadu
 #define MAX_IDS (1u << 20)
@@ -165,7 +87,7 @@ static void plain_dtor(void *p)
     }
 }
 
-static const dtor_fn plain_vtable[4] = {NULL, NULL, NULL, plain_dtor};
+DTOR_VTABLE(plain_vtable, plain_dtor);
 
 static Obj *new_obj(const dtor_fn *vt)
 {
@@ -365,7 +287,7 @@ static void inner_dtor(void *p)
     atomic_fetch_add(&inner_destroyed, 1);
     tl_inner_destroyed++;
 }
-static const dtor_fn inner_vtable[4] = {NULL, NULL, NULL, inner_dtor};
+DTOR_VTABLE(inner_vtable, inner_dtor);
 
 /* A destructor that uses scopes itself, wherever it runs: enter, allocate,
  * track, retain within its own nest, exit, and check its depth moves only
@@ -400,7 +322,7 @@ static void nesting_dtor(void *p)
     }
     if (samm_scope_depth() != d0) atomic_fetch_add(&nest_dtor_bad, 1);
 }
-static const dtor_fn nesting_vtable[4] = {NULL, NULL, NULL, nesting_dtor};
+DTOR_VTABLE(nesting_vtable, nesting_dtor);
 
 typedef struct {
     int tid;
@@ -577,7 +499,7 @@ static void sleeper_dtor(void *p)
     sleep_ms(ms);
     atomic_fetch_add(&sleepers_done, 1); /* after the sleep: "completed" */
 }
-static const dtor_fn sleeper_vtable[4] = {NULL, NULL, NULL, sleeper_dtor};
+DTOR_VTABLE(sleeper_vtable, sleeper_dtor);
 
 static void make_sleepers(int n, int ms)
 {
@@ -731,7 +653,7 @@ static void stray_maker_dtor(void *p)
     samm_track_object(s);
     atomic_fetch_add(&strays_made, 1);
 }
-static const dtor_fn stray_maker_vtable[4] = {NULL, NULL, NULL, stray_maker_dtor};
+DTOR_VTABLE(stray_maker_vtable, stray_maker_dtor);
 
 static void test_shutdown_cleans_cleaner_scopes(void)
 {
@@ -805,10 +727,8 @@ static void test_thread_churn(void)
 
 int main(void)
 {
-    samm_init();
-    samm_set_error_handler(on_error, NULL);
+    double t0 = suite_begin(count_error);
     my_tid = 100;
-    double t0 = now_ms();
     RUN_BOTH(test_nested_threads);
     RUN_BOTH(test_thread_exit_global_scope_only);
     RUN_BOTH(test_thread_exit_open_scopes);
@@ -818,10 +738,5 @@ int main(void)
     RUN_BOTH(test_full_queue_fallback);
     RUN_BOTH(test_shutdown_cleans_cleaner_scopes);
     RUN_BOTH(test_thread_churn);
-    int e0 = errors_total();
-    samm_shutdown();
-    CHECK_EQ(errors_total(), e0);
-    samm_set_error_handler(NULL, NULL);
-    printf("test_threads: %.0f ms\n", now_ms() - t0);
-    return check_exit();
+    return suite_end("test_threads", t0);
 }

@@ -9,6 +9,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 /* Deepest scope nesting a workload reaches (deep: 100 levels, plus one). */
 #define BENCH_MAX_DEPTH 128
@@ -80,6 +82,27 @@ static inline int bench_str_unref(bench_str *s)
     atomic_fetch_add_explicit(&s->owner->released, 1, memory_order_relaxed);
     return 1;
 }
+
+/* ------------------------------------------------------------------------
+ * Helpers the backends share
+ * ---------------------------------------------------------------------- */
+
+/* Returns `p`; when it is NULL, prints `oom_message` and exits. */
+static inline void *bench_checked(void *p, const char *oom_message)
+{
+    if (!p) {
+        fprintf(stderr, "%s\n", oom_message);
+        exit(1);
+    }
+    return p;
+}
+
+/* For the hooks a backend has no work in (defined in workloads.c). */
+void bench_nothing(void);
+
+/* obj_return for backends whose objects do not belong to a scope: the
+ * object stays where it is (defined in workloads.c). */
+void *bench_obj_return_in_place(void *obj, size_t size);
 
 /* ------------------------------------------------------------------------
  * The backend

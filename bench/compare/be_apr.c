@@ -22,14 +22,7 @@ static void check(apr_status_t st)
     }
 }
 
-static void *checked(void *p)
-{
-    if (!p) {
-        fprintf(stderr, "bench: APR out of memory\n");
-        exit(1);
-    }
-    return p;
-}
+#define checked(p) bench_checked((p), "bench: APR out of memory")
 
 static apr_status_t obj_cleanup(void *obj)
 {
@@ -42,8 +35,6 @@ static apr_status_t str_cleanup(void *str)
     bench_str_unref(str);
     return APR_SUCCESS;
 }
-
-static void nothing(void) {}
 
 static void apr_bench_init(void)
 {
@@ -129,5 +120,5 @@ const bench_backend bench_backend_impl = {
     .obj_return = apr_bench_obj_return,
     .str_new = apr_bench_str_new,
     .pair32 = NULL,
-    .finish = nothing,
+    .finish = bench_nothing,
 };

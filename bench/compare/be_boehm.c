@@ -11,22 +11,13 @@
 
 static _Thread_local int registered;
 
-static void *checked(void *p)
-{
-    if (!p) {
-        fprintf(stderr, "bench: GC out of memory\n");
-        exit(1);
-    }
-    return p;
-}
+#define checked(p) bench_checked((p), "bench: GC out of memory")
 
 static void finalizer(void *obj, void *data)
 {
     (void)data;
     bench_obj_destroy(obj);
 }
-
-static void nothing(void) {}
 
 static void gc_bench_init(void)
 {
@@ -77,12 +68,6 @@ static void gc_bench_obj_delete(void *obj)
     bench_obj_destroy(obj);
 }
 
-static void *gc_bench_obj_return(void *obj, size_t size)
-{
-    (void)size;
-    return obj;
-}
-
 static bench_str *gc_bench_str_new(size_t len, bench_counter *owner)
 {
     bench_str *s = checked(GC_MALLOC(sizeof *s));
@@ -104,12 +89,12 @@ const bench_backend bench_backend_impl = {
     .shutdown = gc_bench_shutdown,
     .thread_begin = gc_bench_thread_begin,
     .thread_end = gc_bench_thread_end,
-    .enter = nothing,
+    .enter = bench_nothing,
     .exit = gc_bench_exit,
     .obj_new = gc_bench_obj_new,
     .obj_delete = gc_bench_obj_delete,
-    .obj_return = gc_bench_obj_return,
+    .obj_return = bench_obj_return_in_place,
     .str_new = gc_bench_str_new,
     .pair32 = gc_bench_pair32,
-    .finish = nothing,
+    .finish = bench_nothing,
 };

@@ -22,8 +22,6 @@ static _Thread_local char *arena, *top;
 static _Thread_local frame frames[BENCH_MAX_DEPTH];
 static _Thread_local int depth;
 
-static void nothing(void) {}
-
 static void bump_thread_begin(void)
 {
     arena = mmap(NULL, ARENA_BYTES, PROT_READ | PROT_WRITE,
@@ -99,8 +97,8 @@ const bench_backend bench_backend_impl = {
     .name = "bump",
     .obj_dtors = BENCH_DTOR_NONE,
     .str_dtors = BENCH_DTOR_NONE,
-    .init = nothing,
-    .shutdown = nothing,
+    .init = bench_nothing,
+    .shutdown = bench_nothing,
     .thread_begin = bump_thread_begin,
     .thread_end = bump_thread_end,
     .enter = bump_enter,
@@ -110,5 +108,5 @@ const bench_backend bench_backend_impl = {
     .obj_return = bump_obj_return,
     .str_new = bump_str_new,
     .pair32 = NULL,
-    .finish = nothing,
+    .finish = bench_nothing,
 };

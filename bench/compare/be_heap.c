@@ -30,14 +30,7 @@
 #error "define BENCH_HEAP_MALLOC, BENCH_HEAP_MIMALLOC or BENCH_HEAP_JEMALLOC"
 #endif
 
-static void *checked(void *p)
-{
-    if (!p) {
-        fprintf(stderr, "bench: out of memory\n");
-        exit(1);
-    }
-    return p;
-}
+#define checked(p) bench_checked((p), "bench: out of memory")
 
 static void heap_init(void)
 {
@@ -54,8 +47,6 @@ static void heap_init(void)
     }
 #endif
 }
-
-static void nothing(void) {}
 
 static void heap_exit(void **items, size_t n, bench_kind kind)
 {
@@ -85,12 +76,6 @@ static void heap_obj_delete(void *obj)
     heap_free(obj);
 }
 
-static void *heap_obj_return(void *obj, size_t size)
-{
-    (void)size;
-    return obj;
-}
-
 static bench_str *heap_str_new(size_t len, bench_counter *owner)
 {
     bench_str *s = checked(heap_zalloc(sizeof *s));
@@ -110,15 +95,15 @@ const bench_backend bench_backend_impl = {
     .obj_dtors = BENCH_DTOR_EXACT,
     .str_dtors = BENCH_DTOR_EXACT,
     .init = heap_init,
-    .shutdown = nothing,
-    .thread_begin = nothing,
-    .thread_end = nothing,
-    .enter = nothing,
+    .shutdown = bench_nothing,
+    .thread_begin = bench_nothing,
+    .thread_end = bench_nothing,
+    .enter = bench_nothing,
     .exit = heap_exit,
     .obj_new = heap_obj_new,
     .obj_delete = heap_obj_delete,
-    .obj_return = heap_obj_return,
+    .obj_return = bench_obj_return_in_place,
     .str_new = heap_str_new,
     .pair32 = heap_pair32,
-    .finish = nothing,
+    .finish = bench_nothing,
 };

@@ -21,14 +21,7 @@
 
 _Static_assert(BENCH_DESTRUCTOR_SLOT == SAMM_VTABLE_DESTRUCTOR_SLOT, "same destructor slot");
 
-static void *checked(void *p)
-{
-    if (!p) {
-        fprintf(stderr, "bench: libsamm out of memory\n");
-        exit(1);
-    }
-    return p;
-}
+#define checked(p) bench_checked((p), "bench: libsamm out of memory")
 
 /* The release hook for SAMM_ALLOC_STRING: owns the descriptor from here. */
 static void str_cleanup(void *str)
@@ -38,8 +31,6 @@ static void str_cleanup(void *str)
     free(s->data);
     samm_free_object(s);
 }
-
-static void nothing(void) {}
 
 static void samm_bench_init(void)
 {
@@ -91,8 +82,8 @@ const bench_backend bench_backend_impl = {
     .str_dtors = BENCH_DTOR_EXACT,
     .init = samm_bench_init,
     .shutdown = samm_shutdown,
-    .thread_begin = nothing,
-    .thread_end = nothing,
+    .thread_begin = bench_nothing,
+    .thread_end = bench_nothing,
     .enter = samm_enter_scope,
     .exit = samm_bench_exit,
     .obj_new = samm_bench_obj_new,

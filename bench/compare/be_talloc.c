@@ -11,14 +11,7 @@
 static _Thread_local void *stack[BENCH_MAX_DEPTH];
 static _Thread_local int depth;
 
-static void *checked(void *p)
-{
-    if (!p) {
-        fprintf(stderr, "bench: talloc out of memory\n");
-        exit(1);
-    }
-    return p;
-}
+#define checked(p) bench_checked((p), "bench: talloc out of memory")
 
 static int obj_destructor(void *obj)
 {
@@ -31,8 +24,6 @@ static int str_destructor(void *str)
     bench_str_unref(str);
     return 0;
 }
-
-static void nothing(void) {}
 
 static void tl_thread_begin(void)
 {
@@ -91,8 +82,8 @@ const bench_backend bench_backend_impl = {
     .name = "talloc",
     .obj_dtors = BENCH_DTOR_EXACT,
     .str_dtors = BENCH_DTOR_EXACT,
-    .init = nothing,
-    .shutdown = nothing,
+    .init = bench_nothing,
+    .shutdown = bench_nothing,
     .thread_begin = tl_thread_begin,
     .thread_end = tl_thread_end,
     .enter = tl_enter,
@@ -102,5 +93,5 @@ const bench_backend bench_backend_impl = {
     .obj_return = tl_obj_return,
     .str_new = tl_str_new,
     .pair32 = NULL,
-    .finish = nothing,
+    .finish = bench_nothing,
 };

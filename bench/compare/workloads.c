@@ -26,6 +26,14 @@ static void obj_destructor(void *self)
 
 const bench_method bench_obj_vtable[BENCH_DESTRUCTOR_SLOT + 1] = {NULL, NULL, NULL, obj_destructor};
 
+void bench_nothing(void) {}
+
+void *bench_obj_return_in_place(void *obj, size_t size)
+{
+    (void)size;
+    return obj;
+}
+
 static const size_t small_sizes[4] = {16, 32, 48, 64};
 static size_t large_sizes[PERMS];
 static uint8_t delete_order[PERMS][PER_SCOPE];
@@ -61,6 +69,13 @@ static void make_tables(void)
  * the number of releases it expects to *expected.
  * ---------------------------------------------------------------------- */
 
+/* A workload's end: `n` operations, each releasing one object or string. */
+static uint64_t expect(uint64_t n, uint64_t *expected)
+{
+    *expected += n;
+    return n;
+}
+
 /* 100 outer scopes x 100 inner scopes x 100 objects of 16..64 B. */
 static uint64_t wl_nested(long outer, bench_counter *c, uint64_t *expected)
 {
@@ -75,9 +90,7 @@ static uint64_t wl_nested(long outer, bench_counter *c, uint64_t *expected)
         }
         be->exit(NULL, 0, BENCH_KIND_OBJ);
     }
-    uint64_t n = (uint64_t)outer * PER_SCOPE * PER_SCOPE;
-    *expected += n;
-    return n;
+    return expect((uint64_t)outer * PER_SCOPE * PER_SCOPE, expected);
 }
 
 /* One level of the recursion: 100 objects, the child's returned object
@@ -105,9 +118,7 @@ static uint64_t wl_deep(long reps, bench_counter *c, uint64_t *expected)
         kept[0] = deep_level(0, c);
         be->exit(kept, 1, BENCH_KIND_OBJ);
     }
-    uint64_t n = (uint64_t)reps * DEEP_LEVELS * PER_SCOPE;
-    *expected += n;
-    return n;
+    return expect((uint64_t)reps * DEEP_LEVELS * PER_SCOPE, expected);
 }
 
 static bench_str *str_concat(const bench_str *a, const bench_str *b, bench_counter *c)
@@ -141,9 +152,7 @@ static uint64_t wl_strings(long scopes, bench_counter *c, uint64_t *expected)
         }
         be->exit(items, n, BENCH_KIND_STR);
     }
-    uint64_t n = (uint64_t)scopes * PER_SCOPE;
-    *expected += n;
-    return n;
+    return expect((uint64_t)scopes * PER_SCOPE, expected);
 }
 
 /* Per scope 100 objects; 50 of them deleted in a fixed random order. */
@@ -161,9 +170,7 @@ static uint64_t wl_delete(long scopes, bench_counter *c, uint64_t *expected)
         }
         be->exit(items, PER_SCOPE, BENCH_KIND_OBJ);
     }
-    uint64_t n = (uint64_t)scopes * PER_SCOPE;
-    *expected += n;
-    return n;
+    return expect((uint64_t)scopes * PER_SCOPE, expected);
 }
 
 /* Per scope 100 objects of 2..8 KiB. */
@@ -176,9 +183,7 @@ static uint64_t wl_large(long scopes, bench_counter *c, uint64_t *expected)
             items[k] = be->obj_new(large_sizes[(sc + k) % PERMS], c);
         be->exit(items, PER_SCOPE, BENCH_KIND_OBJ);
     }
-    uint64_t n = (uint64_t)scopes * PER_SCOPE;
-    *expected += n;
-    return n;
+    return expect((uint64_t)scopes * PER_SCOPE, expected);
 }
 
 /* Empty scope enter + exit; a malloc + free of 32 B where there are no
