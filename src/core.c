@@ -138,6 +138,7 @@ static void clean_inline(size_t depth, const char *call)
     f->types = NULL;
     f->sc = NULL;
     f->count = f->cap = 0;
+    samm__filter_clear(f);
 
     samm__clean(b.ptrs, b.types, b.count, call, false);
 
@@ -207,6 +208,7 @@ static void clean_background(size_t depth, const char *call)
         f->types = NULL;
         f->sc = NULL;
         f->count = f->cap = 0;
+        samm__filter_clear(f);
     }
     take_back(done, n_done, depth, call);
 }
@@ -402,6 +404,7 @@ static inline __attribute__((always_inline)) bool track(void *ptr, uint8_t type,
         ptrs[i] = ptr;
         types[i] = type;
         sc[i] = SAMM_SC_NONE;
+        samm__filter_add(f, ptr);
         atomic_store_explicit(&k->c[SAMM_C_TRACKED], tracked + 1, memory_order_relaxed);
         if (type == SAMM_ALLOC_STRING) samm__count(k, SAMM_C_STRINGS_TRACKED, 1);
         return true;
@@ -439,7 +442,7 @@ static int untrack_from(void *ptr, uint8_t *type, uint8_t *sc)
 {
     for (int d = T.depth; d >= 0; d--) {
         samm_frame *f = samm__frame_get((size_t)d);
-        if (f != NULL && f->count != 0 && samm__frame_remove(f, ptr, type, sc)) return d;
+        if (f != NULL && samm__frame_remove(f, ptr, type, sc)) return d;
     }
     return -1;
 }

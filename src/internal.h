@@ -58,7 +58,34 @@ typedef struct samm_frame {
     size_t count;
     size_t cap;
     uint64_t *index; /* lazy hash index (index[-1] is its capacity) or NULL */
+    /* Which pointers may be here: one bit of 256 per pointer hash, set on
+     * add and cleared when the frame empties.  A remove skips frames whose
+     * bit is clear, so freeing an untracked object does not scan every
+     * open scope of the thread. */
+    uint64_t filter[4];
 } samm_frame;
+
+static inline unsigned samm__filter_bit(const void *p)
+{
+    return (unsigned)(((uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ULL) >> 56);
+}
+
+static inline void samm__filter_add(samm_frame *f, const void *p)
+{
+    unsigned b = samm__filter_bit(p);
+    f->filter[b >> 6] |= (uint64_t)1 << (b & 63);
+}
+
+static inline bool samm__frame_may_hold(const samm_frame *f, const void *p)
+{
+    unsigned b = samm__filter_bit(p);
+    return f->count != 0 && (f->filter[b >> 6] >> (b & 63) & 1) != 0;
+}
+
+static inline void samm__filter_clear(samm_frame *f)
+{
+    f->filter[0] = f->filter[1] = f->filter[2] = f->filter[3] = 0;
+}
 
 typedef struct samm_frames {
     samm_frame *v;
@@ -100,6 +127,7 @@ static inline bool samm__frame_add(size_t depth, void *ptr, uint8_t type, uint8_
         f->ptrs[i] = ptr;
         f->types[i] = type;
         f->sc[i] = sc;
+        samm__filter_add(f, ptr);
         return true;
     }
     return samm__frame_add_slow(f, ptr, type, sc, call);
@@ -109,6 +137,7 @@ static inline bool samm__frame_add(size_t depth, void *ptr, uint8_t type, uint8_
 static inline void samm__frame_reset(samm_frame *f)
 {
     f->count = 0;
+    samm__filter_clear(f);
     if (f->index) samm__frame_drop_index(f);
 }
 

@@ -263,6 +263,7 @@ bool samm__frame_add_slow(samm_frame *f, void *ptr, uint8_t type, uint8_t sc, co
     f->sc[i] = sc;
     if (f->index) index_insert(f, i);
     f->count = i + 1;
+    samm__filter_add(f, ptr);
     return true;
 }
 
@@ -285,6 +286,7 @@ static void take_entry(samm_frame *f, size_t idx, uint8_t *out_type, uint8_t *ou
 
 bool samm__frame_remove(samm_frame *f, void *ptr, uint8_t *out_type, uint8_t *out_sc)
 {
+    if (!samm__frame_may_hold(f, ptr)) return false;
     if (f->index == NULL && f->count >= INDEX_MIN_COUNT) index_build(f, f->count);
     if (f->index) {
         size_t h = index_find(f, ptr);
@@ -352,5 +354,6 @@ bool samm_scope_detach(int depth, void ***out_ptrs, uint8_t **out_types, uint8_t
     f->types = NULL;
     f->sc = NULL;
     f->count = f->cap = 0;
+    samm__filter_clear(f);
     return true;
 }
