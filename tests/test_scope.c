@@ -139,6 +139,27 @@ static void test_remove_small(void)
 
 /* Large frames go through the hash index: remove in random order, with
  * duplicates and absent pointers, checking the contents along the way. */
+/* A remove looks only at frames that may hold the pointer: a frame whose
+ * filter bit for it is clear is not scanned and builds no index. */
+static void test_filter_skips_frames(void)
+{
+    fill(8, 200); /* large enough to build an index on a real search */
+    samm_frame *f = samm__frame_get(8);
+    REQUIRE(f != NULL && f->index == NULL);
+    /* Find a pointer the frame cannot hold. */
+    size_t probe = 1000000;
+    while (samm__frame_may_hold(f, P(probe)))
+        probe++;
+    CHECK(!samm_scope_remove(8, P(probe), NULL, NULL));
+    CHECK(f->index == NULL); /* skipped: no index was built */
+    CHECK(samm_scope_remove(8, P(150), NULL, NULL));
+    CHECK(f->index != NULL); /* a real search did build it */
+    /* Emptying the frame clears the filter. */
+    samm_scope_reset(8);
+    CHECK(!samm__frame_may_hold(f, P(0)));
+    expect_sequence(8, 0);
+}
+
 static void test_remove_large_random(void)
 {
     enum { N = 20000 };
@@ -346,6 +367,7 @@ int main(void)
     RUN(test_growth_keeps_contents);
     RUN(test_reset);
     RUN(test_remove_small);
+    RUN(test_filter_skips_frames);
     RUN(test_remove_large_random);
     RUN(test_depth_independence);
     RUN(test_deep);
