@@ -149,9 +149,7 @@ static void clean_inline(size_t depth, const char *call)
         f->sc = b.sc;
         f->cap = b.cap;
     } else {
-        free(b.ptrs);
-        free(b.types);
-        free(b.sc);
+        samm__batch_free_arrays(&b);
     }
 }
 

@@ -22,15 +22,17 @@
 #define SAMM_COLD __attribute__((cold, noinline))
 
 /* ------------------------------------------------------------------------
- * Allocation hook (xalloc.c): every allocation the library makes for its
- * own bookkeeping goes through these, so tests can inject failures.  They
- * are plain malloc/realloc/free underneath: what they return may be
- * released with free().
+ * Allocation hook (xalloc.c): every allocation the library makes (its
+ * bookkeeping, large objects, slab mappings) goes through these, so tests
+ * can inject failures.  They are plain malloc/realloc/free/mmap
+ * underneath: what the malloc family returns may be released with free().
  * ---------------------------------------------------------------------- */
 void *samm__malloc(size_t n);
 void *samm__calloc(size_t n, size_t size);
 void *samm__realloc(void *p, size_t n);
 void samm__free(void *p);
+/* Anonymous read-write memory (slabs), or NULL; released with munmap. */
+void *samm__map(size_t len);
 
 /* Test hook: the next `ok` allocations succeed, then `fail` fail, then all
  * succeed again.  samm__fail_reset() disarms it. */

@@ -355,9 +355,8 @@ static void list_remove(slab_list *l, slab *s)
 static const char *map_chunk(void)
 {
     size_t len = CHUNK_SLABS * SLAB_SIZE;
-    char *raw =
-        mmap(NULL, len + SLAB_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (raw == MAP_FAILED) return "out of memory mapping a pool slab";
+    char *raw = samm__map(len + SLAB_SIZE);
+    if (raw == NULL) return "out of memory mapping a pool slab";
     /* Over-allocated by one slab: trim to a SLAB_SIZE-aligned range. */
     uintptr_t start = ((uintptr_t)raw + SLAB_MASK) & ~(uintptr_t)SLAB_MASK;
     size_t head = start - (uintptr_t)raw;
@@ -819,7 +818,7 @@ static void *large_alloc(size_t size, const char *call)
         return NULL;
     }
     size_t rounded = size ? (size + 15) & ~(size_t)15 : 16;
-    void *p = calloc(1, rounded);
+    void *p = samm__calloc(1, rounded);
     if (!p) {
         samm__report(SAMM_ERR_OUT_OF_MEMORY, call, NULL, "out of memory allocating %zu bytes",
                      size);
@@ -830,7 +829,7 @@ static void *large_alloc(size_t size, const char *call)
     bool ok = large_insert(t, (uintptr_t)p, rounded);
     pthread_mutex_unlock(&t->lock);
     if (!ok) {
-        free(p);
+        samm__free(p);
         samm__report(SAMM_ERR_OUT_OF_MEMORY, call, NULL, "out of memory for the large-object set");
         return NULL;
     }
@@ -851,10 +850,12 @@ static SAMM_NOINLINE void large_release(void *ptr, const char *call)
     pthread_mutex_unlock(&t->lock);
     if (mine) {
         samm__bloom_add(ptr, call);
-        free(ptr);
+        samm__free(ptr);
     } else if (samm__bloom_query(ptr)) {
         double_free(ptr, call);
     } else {
+        /* Not ours: a malloc block made while libsamm was not in charge,
+         * released as the original runtime does. */
         atomic_fetch_add(&foreign_frees, 1);
         free(ptr);
     }

@@ -1,10 +1,12 @@
-/* xalloc.c - the one allocation hook for libsamm's own bookkeeping.
+/* xalloc.c - the one allocation hook: libsamm's bookkeeping, large
+ * objects and slab mappings all come through here.
  *
- * Plain malloc/realloc/free underneath (what it returns may be free()d by
- * anyone), plus a failure injector so tests can prove that out-of-memory
+ * Plain malloc/realloc/free/mmap underneath (what the malloc family returns
+ * may be free()d by anyone), plus a failure injector so tests can prove that out-of-memory
  * paths leave every structure as it was.
  */
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "internal.h"
 
@@ -48,6 +50,13 @@ void *samm__calloc(size_t n, size_t size)
 void *samm__realloc(void *p, size_t n)
 {
     return should_fail() ? NULL : realloc(p, n);
+}
+
+void *samm__map(size_t len)
+{
+    if (should_fail()) return NULL;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
 }
 
 void samm__free(void *p)

@@ -42,18 +42,31 @@ static void test_out_of_memory(void)
     CHECK(samm__obj_alloc(64, "t") == NULL);
     CHECK_EQ(captured.code, SAMM_ERR_OUT_OF_MEMORY);
     captured.count = 0;
-    samm__fail_after(1, 1000); /* heap succeeds, registry leaf fails */
+    samm__fail_after(1, 1); /* heap succeeds, the slab mapping fails */
     CHECK(samm__obj_alloc(64, "t") == NULL);
     CHECK_EQ(captured.count, 1);
     CHECK_EQ(captured.code, SAMM_ERR_OUT_OF_MEMORY);
+    CHECK(strstr(captured.message, "mapping") != NULL);
+    captured.count = 0;
+    samm__fail_after(1, 1000); /* (heap kept) mapping succeeds, registry leaf fails */
+    CHECK(samm__obj_alloc(64, "t") == NULL);
+    CHECK_EQ(captured.count, 1);
+    CHECK_EQ(captured.code, SAMM_ERR_OUT_OF_MEMORY);
+    CHECK(strstr(captured.message, "registry") != NULL);
     samm__fail_reset();
     void *p = samm__obj_alloc(64, "t");
     CHECK(p != NULL);
     samm__mem_release(p, "t");
 
+    /* The large block itself cannot be allocated. */
+    captured.count = 0;
+    samm__fail_after(0, 1);
+    CHECK(samm__obj_alloc(5000, "t") == NULL);
+    CHECK_EQ(captured.count, 1);
+    CHECK_EQ(captured.code, SAMM_ERR_OUT_OF_MEMORY);
     /* Large-object set growth fails: the block is not handed out. */
     captured.count = 0;
-    samm__fail_after(0, 1000);
+    samm__fail_after(1, 1000);
     CHECK(samm__obj_alloc(5000, "t") == NULL);
     CHECK_EQ(captured.count, 1);
     CHECK_EQ(captured.code, SAMM_ERR_OUT_OF_MEMORY);
