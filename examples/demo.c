@@ -106,8 +106,8 @@ static void list_push(BasicList *l, void *value)
 /* ------------------------------------------------------------------------
  * CLASS Shape: a vtable whose slot 3 is the destructor
  *   CLASS Shape
- *     name AS STRING, area AS DOUBLE, parent AS Shape
- *     DESTRUCTOR: releases its name
+ *     name AS STRING, area AS DOUBLE, left AS Shape, right AS Shape
+ *     DESTRUCTOR: releases its name and destroys the shapes it owns
  * ---------------------------------------------------------------------- */
 typedef struct Shape {
     void (**vtable)(void *);
@@ -120,6 +120,13 @@ static void shape_destructor(void *p)
 {
     Shape *s = p;
     if (s->name) string_release(s->name);
+    /* Fields own the objects stored in them. */
+    Shape *children[2] = {s->left, s->right};
+    for (int i = 0; i < 2; i++) {
+        if (children[i] == NULL) continue;
+        shape_destructor(children[i]);
+        samm_free_object(children[i]);
+    }
     objects_destroyed++;
 }
 
@@ -158,18 +165,20 @@ static Shape *build(int depth)
     BasicString *name = str_new(depth % 2 ? "circle" : "square");
     Shape *node = shape_new(name, depth * 1.5);
     if (depth > 0) {
+        /* node.left = Build(depth - 1): storing an object in a field hands
+         * it to the field's owner, so it leaves the scope's care and the
+         * owner's destructor will destroy it. */
         node->left = build(depth - 1);
+        samm_untrack(node->left);
         node->right = build(depth - 1);
-        /* the children are reachable from node: they live as long as it does */
-        samm_retain(node->left, 0);
-        samm_retain(node->right, 0);
+        samm_untrack(node->right);
     }
     samm_retain_parent(node); /* RETURN node */
     samm_exit_scope();
     return node;
 }
 
-/* Children were retained into this scope with their parent. */
+/* The tree's root lives in the scope that called build(); it owns the rest. */
 static double sum_area(const Shape *s)
 {
     return s ? s->area + sum_area(s->left) + sum_area(s->right) : 0.0;
@@ -223,13 +232,19 @@ int main(int argc, char **argv)
 
     printf("libsamm demo: %d rounds of a BASIC-style program (cleanup mode: %s)\n", rounds,
            samm_get_cleanup_mode() == SAMM_CLEANUP_BACKGROUND ? "background" : "inline");
-    double t0 = now_s(), checksum = 0.0;
-    bool progress = false;
+    /* A progress line once the run has taken a second, on a terminal only,
+     * redrawn at most five times a second. */
+    bool tty = isatty(STDERR_FILENO), progress = false;
+    double t0 = now_s(), shown = t0, checksum = 0.0;
     for (int r = 0; r < rounds; r++) {
         checksum += work(r);
-        if ((r & 255) == 0 && now_s() - t0 > 1.0) {
-            progress = true;
-            fprintf(stderr, "\r  running... %3d%%", (int)(100.0 * r / rounds));
+        if (tty && (r & 63) == 0) {
+            double t = now_s();
+            if (t - t0 > 1.0 && t - shown > 0.2) {
+                progress = true;
+                shown = t;
+                fprintf(stderr, "\r  running... %3d%%", (int)(100.0 * r / rounds));
+            }
         }
     }
     samm_wait();
