@@ -497,8 +497,47 @@ static void test_shutdown_and_reinit(void)
     CHECK_EQ(dtors(), 4);
 }
 
+/* SAMM_* variables: a flag is off when unset, empty, 0, off, no or false
+ * (the original turned tracing on for SAMM_TRACE=0). */
+static void test_options(void)
+{
+    static const char *const off[] = {"", "0", "off", "OFF", "no", "false"};
+    for (size_t i = 0; i < sizeof off / sizeof *off; i++) {
+        setenv("SAMM_TEST_FLAG", off[i], 1);
+        CHECK(!samm__env_flag("SAMM_TEST_FLAG"));
+    }
+    unsetenv("SAMM_TEST_FLAG");
+    CHECK(!samm__env_flag("SAMM_TEST_FLAG"));
+    setenv("SAMM_TEST_FLAG", "1", 1);
+    CHECK(samm__env_flag("SAMM_TEST_FLAG"));
+    setenv("SAMM_TEST_FLAG", "yes", 1);
+    CHECK(samm__env_flag("SAMM_TEST_FLAG"));
+    unsetenv("SAMM_TEST_FLAG");
+
+    samm_options o;
+    setenv("SAMM_CLEANUP", "background", 1);
+    setenv("SAMM_TRACE", "0", 1);
+    setenv("SAMM_QUEUE_BATCHES", "16", 1);
+    samm__options_read(&o);
+    CHECK_EQ(o.cleanup_mode, SAMM_CLEANUP_BACKGROUND);
+    CHECK(!o.trace);
+    CHECK_EQ(o.queue_batches, 16);
+    captured.count = 0;
+    setenv("SAMM_CLEANUP", "sometimes", 1);
+    setenv("SAMM_QUEUE_BATCHES", "lots", 1);
+    samm__options_read(&o);
+    CHECK_EQ(o.cleanup_mode, SAMM_CLEANUP_INLINE); /* reported, then the default */
+    CHECK_EQ(o.queue_batches, 1024);
+    CHECK_EQ(captured.count, 2);
+    CHECK_EQ(captured.code, SAMM_ERR_BAD_ARGUMENT);
+    unsetenv("SAMM_CLEANUP");
+    unsetenv("SAMM_TRACE");
+    unsetenv("SAMM_QUEUE_BATCHES");
+}
+
 static void run_all(void)
 {
+    RUN(test_options);
     RUN(test_scopes_and_depth);
     RUN(test_destructors_run_once_newest_first);
     RUN(test_cleanup_order);
