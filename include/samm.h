@@ -176,9 +176,13 @@ SAMM_API void samm_retain_parent(void *ptr);
  *   samm_alloc.
  * samm_free_object: untracks `ptr` if tracked, then returns its memory to
  *   the pool it came from - found from the pointer itself.  A block libsamm
- *   never allocated is released with free(), as the original runtime does.
- *   A second free is reported (SAMM_ERR_DOUBLE_FREE) and ignored.  No
- *   destructor runs.  NULL is ignored.
+ *   never allocated is released with free(), as the original runtime does,
+ *   except a pointer that cannot be a malloc block (misaligned, on the
+ *   calling thread's stack, or in a program or library image), which is
+ *   reported as SAMM_ERR_FOREIGN_POINTER and not freed; so is a pointer
+ *   into the middle of a pool slot.  A second free is reported
+ *   (SAMM_ERR_DOUBLE_FREE) and ignored.  No destructor runs.  NULL is
+ *   ignored.
  * samm_alloc: allocates (zeroed) and tracks in one call; `type` picks the
  *   release at scope exit.  OBJECT, ARRAY, GENERIC and host types use the
  *   object pools; STRING, LIST and LIST_ATOM use the descriptor pools when

@@ -3,7 +3,9 @@
  * lock-free fast paths, batched remote frees, exact per-slot double-free
  * detection, trimming, the large-object live set, statistics and fork.
  */
+#include <dlfcn.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -842,6 +844,43 @@ static SAMM_COLD void double_free(const void *ptr, const char *call)
     samm__report(SAMM_ERR_DOUBLE_FREE, call, ptr, "double free of %p", ptr);
 }
 
+/* ------------------------------------------------------------------------
+ * Foreign pointers.  DESIGN asks that a block libsamm never allocated be
+ * released with free(), as the original runtime did.  A pointer that cannot
+ * be a malloc block would make the C library abort instead, so the cheap
+ * cases are recognised first: misaligned, on the calling thread's stack,
+ * or inside a loaded image (the static data of the program or of a shared
+ * library, which dladdr knows).
+ * ---------------------------------------------------------------------- */
+static SAMM_TLS uintptr_t stack_lo, stack_hi; /* this thread's stack, once known */
+
+static bool on_own_stack(uintptr_t a)
+{
+    if (stack_hi == 0) {
+        pthread_attr_t attr;
+        void *base;
+        size_t size;
+        if (pthread_getattr_np(pthread_self(), &attr) != 0) return false;
+        if (pthread_attr_getstack(&attr, &base, &size) == 0) {
+            stack_lo = (uintptr_t)base;
+            stack_hi = (uintptr_t)base + size;
+        }
+        pthread_attr_destroy(&attr);
+    }
+    return a >= stack_lo && a < stack_hi;
+}
+
+/* Why `ptr` cannot be a malloc block, or NULL if it may be one. */
+static const char *not_from_malloc(const void *ptr)
+{
+    uintptr_t a = (uintptr_t)ptr;
+    if (a % _Alignof(max_align_t) != 0) return "misaligned";
+    if (on_own_stack(a)) return "on the stack";
+    Dl_info info;
+    if (dladdr(ptr, &info) != 0) return "in static data or code";
+    return NULL;
+}
+
 static SAMM_NOINLINE void large_release(void *ptr, const char *call)
 {
     stripe *t = stripe_of((uintptr_t)ptr);
@@ -855,7 +894,13 @@ static SAMM_NOINLINE void large_release(void *ptr, const char *call)
         double_free(ptr, call);
     } else {
         /* Not ours: a malloc block made while libsamm was not in charge,
-         * released as the original runtime does. */
+         * released as the original runtime does - unless it cannot be one. */
+        const char *why = not_from_malloc(ptr);
+        if (why) {
+            samm__report(SAMM_ERR_FOREIGN_POINTER, call, ptr,
+                         "%p was not allocated by libsamm or malloc (%s); not freed", ptr, why);
+            return;
+        }
         atomic_fetch_add(&foreign_frees, 1);
         free(ptr);
     }

@@ -300,6 +300,27 @@ static void test_bad_pointers(void)
     samm__mem_release(m, "t");
     CHECK_EQ(captured.count, 2);
     CHECK_EQ(stats().foreign_frees, foreign + 1);
+
+    /* What cannot be a malloc block is reported, not passed to free()
+     * (which would abort the program): the stack, static data, a pointer
+     * inside a block. */
+    static long in_static[4];
+    long on_stack[4] = {0};
+    char *inside = malloc(64);
+    REQUIRE(inside != NULL);
+    void *bad[] = {on_stack, in_static, inside + 8};
+    static const char *const why[] = {"stack", "static", "misaligned"};
+    for (int i = 0; i < 3; i++) {
+        captured.count = 0;
+        samm__mem_release(bad[i], "samm_free_object");
+        CHECK_EQ(captured.count, 1);
+        CHECK_EQ(captured.code, SAMM_ERR_FOREIGN_POINTER);
+        CHECK(captured.ptr == bad[i]);
+        CHECK(strstr(captured.message, why[i]) != NULL);
+    }
+    CHECK_EQ(stats().foreign_frees, foreign + 1);
+    CHECK_EQ(on_stack[0] + in_static[0], 0);
+    free(inside);
     capture_off();
 }
 
