@@ -125,32 +125,22 @@ static void thread_attach(void)
     T.gen = atomic_load_explicit(&generation, memory_order_acquire);
 }
 
-/* Cleans the frame at `depth` on this thread, keeping its arrays for reuse
- * when nothing took the frame over meanwhile.  The arrays are taken out of
+/* Cleans a batch taken out of the frame at `depth`, then lets the frame
+ * reuse its arrays if nothing took the frame over meanwhile. */
+static void clean_taken(size_t depth, samm_batch *b, const char *call)
+{
+    samm__clean(b->ptrs, b->types, b->count, call, false);
+    samm__frame_adopt_arrays(samm__frame_get(depth), b); /* the vector may have moved */
+}
+
+/* Cleans the frame at `depth` on this thread.  The arrays are taken out of
  * the frame first: hooks may enter scopes and reuse this very depth. */
 static void clean_inline(size_t depth, const char *call)
 {
     samm_frame *f = samm__frame_get(depth);
     if (f == NULL || f->count == 0) return;
-    samm_batch b = {f->ptrs, f->types, f->sc, f->count, f->cap, NULL, 0};
-    samm__frame_drop_index(f);
-    f->ptrs = NULL;
-    f->types = NULL;
-    f->sc = NULL;
-    f->count = f->cap = 0;
-    samm__filter_clear(f);
-
-    samm__clean(b.ptrs, b.types, b.count, call, false);
-
-    f = samm__frame_get(depth); /* the frame vector may have moved */
-    if (f != NULL && f->cap == 0) {
-        f->ptrs = b.ptrs;
-        f->types = b.types;
-        f->sc = b.sc;
-        f->cap = b.cap;
-    } else {
-        samm__batch_free_arrays(&b);
-    }
+    samm_batch b = samm__frame_take(f);
+    clean_taken(depth, &b, call);
 }
 
 /* Batches the worker finished for this thread: their memory is released
@@ -161,15 +151,7 @@ static void take_back(samm_batch *done, size_t n, size_t depth, const char *call
     for (size_t i = 0; i < n; i++) {
         samm_batch *d = &done[i];
         samm__mem_release_many(d->ptrs + d->count - d->nrelease, d->nrelease, call);
-        samm_frame *f = samm__frame_get(depth);
-        if (f != NULL && f->cap == 0) {
-            f->ptrs = d->ptrs;
-            f->types = d->types;
-            f->sc = d->sc;
-            f->cap = d->cap;
-        } else {
-            samm__batch_free_arrays(d);
-        }
+        samm__frame_adopt_arrays(samm__frame_get(depth), d);
     }
 }
 
@@ -194,19 +176,13 @@ static void clean_background(size_t depth, const char *call)
         T.mbox = samm__mailbox_new();
         T.mbox_tried = true;
     }
-    samm_batch b = {f->ptrs, f->types, f->sc, f->count, f->cap, T.mbox, 0};
+    samm_batch b = samm__frame_take(f);
+    b.mbox = T.mbox;
     samm_batch done[SAMM_MAILBOX_CAP];
     size_t n_done = 0;
     if (!samm__worker_submit(&b, done, &n_done)) {
         samm__count(T.ctr, SAMM_C_INLINE_FALLBACKS, 1);
-        clean_inline(depth, call);
-    } else {
-        samm__frame_drop_index(f);
-        f->ptrs = NULL;
-        f->types = NULL;
-        f->sc = NULL;
-        f->count = f->cap = 0;
-        samm__filter_clear(f);
+        clean_taken(depth, &b, call);
     }
     take_back(done, n_done, depth, call);
 }

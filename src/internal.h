@@ -235,6 +235,37 @@ typedef struct samm_batch {
                            still need their memory released          */
 } samm_batch;
 
+/* Takes a frame's arrays and entries out as a batch, leaving the frame
+ * empty and without arrays. */
+static inline samm_batch samm__frame_take(samm_frame *f)
+{
+    samm_batch b = {f->ptrs, f->types, f->sc, f->count, f->cap, NULL, 0};
+    samm__frame_drop_index(f);
+    f->ptrs = NULL;
+    f->types = NULL;
+    f->sc = NULL;
+    f->count = f->cap = 0;
+    samm__filter_clear(f);
+    return b;
+}
+
+void samm__batch_free_arrays(samm_batch *b);
+
+/* A frame left without arrays (f may be NULL) takes the batch's arrays for
+ * its next entries, which spares a scope its mallocs; otherwise they are
+ * freed. */
+static inline void samm__frame_adopt_arrays(samm_frame *f, samm_batch *b)
+{
+    if (f == NULL || f->cap != 0) {
+        samm__batch_free_arrays(b);
+        return;
+    }
+    f->ptrs = b->ptrs;
+    f->types = b->types;
+    f->sc = b->sc;
+    f->cap = b->cap;
+}
+
 /* Queues a batch and takes ownership of its arrays; false when the queue
  * is full or the worker cannot run: the caller then cleans inline.  Either
  * way, the batches finished for b->mbox are moved to `done` (room for
@@ -249,7 +280,6 @@ size_t samm__mailbox_take(samm_mailbox *mb, samm_batch *done);
 void samm__mailbox_delete(samm_mailbox *mb);
 /* Releases what every mailbox holds (shutdown). */
 void samm__mailbox_drain_all(void);
-void samm__batch_free_arrays(samm_batch *b);
 void samm__worker_wait(void);
 void samm__worker_stop(void);
 bool samm__worker_active(void);

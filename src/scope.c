@@ -345,15 +345,10 @@ bool samm_scope_detach(int depth, void ***out_ptrs, uint8_t **out_types, uint8_t
     }
     samm_frame *f = samm__frame_get((size_t)depth);
     if (f == NULL || f->count == 0) return false;
-    samm__frame_drop_index(f);
-    *out_ptrs = f->ptrs;
-    *out_types = f->types;
-    *out_sc = f->sc;
-    *out_count = f->count;
-    f->ptrs = NULL;
-    f->types = NULL;
-    f->sc = NULL;
-    f->count = f->cap = 0;
-    samm__filter_clear(f);
+    samm_batch b = samm__frame_take(f);
+    *out_ptrs = b.ptrs;
+    *out_types = b.types;
+    *out_sc = b.sc;
+    *out_count = b.count;
     return true;
 }
