@@ -81,8 +81,8 @@ int main(int argc, char **argv)
     double n = (double)total;
     run_by_hand(NULL);
     double hand = bench_best(run_by_hand, NULL, runs, n);
-    printf("nested workload, %zu objects of 16-64 B, %d per scope, best of %d\n", total,
-           PER_SCOPE, runs);
+    printf("nested workload, %zu objects of 16-64 B, %d per scope, best of %d\n", total, PER_SCOPE,
+           runs);
     printf("  %-34s %7.2f ns/object\n", "calloc + destructor + free by hand", hand);
     for (int m = 0; m < 2; m++) {
         samm_set_cleanup_mode(m ? SAMM_CLEANUP_BACKGROUND : SAMM_CLEANUP_INLINE);
