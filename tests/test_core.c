@@ -141,6 +141,48 @@ static void test_cleanup_order(void)
     samm_register_cleanup((SAMMAllocType)9, NULL);
 }
 
+/* Misuse that reaches cleanup is reported and survived: a stack address
+ * tracked as a heap object, an object tracked twice, an object freed by
+ * hand while still tracked on another thread's behalf. */
+static void test_misuse_at_cleanup(void)
+{
+    reset_counts();
+    long on_stack[2] = {1, 2};
+    samm_enter_scope();
+    samm_track(on_stack, SAMM_ALLOC_GENERIC);
+    samm_exit_scope();
+    samm_wait();
+    CHECK_EQ(captured.count, 1);
+    CHECK_EQ(captured.code, SAMM_ERR_FOREIGN_POINTER);
+    CHECK(captured.ptr == on_stack);
+    CHECK_EQ(on_stack[0] + on_stack[1], 3); /* untouched */
+
+    /* Tracked twice: the second release is a double free, reported; the
+     * slot is not handed out twice afterwards. */
+    captured.count = 0;
+    samm_enter_scope();
+    Obj *o = tracked_obj(5);
+    samm_track(o, SAMM_ALLOC_GENERIC);
+    samm_exit_scope();
+    samm_wait();
+    CHECK_EQ(dtors(), 1);
+    CHECK_EQ(captured.count, 1);
+    CHECK_EQ(captured.code, SAMM_ERR_DOUBLE_FREE);
+    void *a = samm_alloc_object(sizeof(Obj)), *b = samm_alloc_object(sizeof(Obj));
+    CHECK(a != b);
+    samm_free_object(a);
+    samm_free_object(b);
+
+    /* samm_free_object twice on an untracked object. */
+    captured.count = 0;
+    void *c = samm_alloc_object(100);
+    samm_free_object(c);
+    samm_free_object(c);
+    CHECK_EQ(captured.count, 1);
+    CHECK_EQ(captured.code, SAMM_ERR_DOUBLE_FREE);
+    CHECK(strstr(captured.message, "double free of") != NULL);
+}
+
 static void test_null_and_disabled(void)
 {
     reset_counts();
@@ -542,6 +584,7 @@ static void run_all(void)
     RUN(test_destructors_run_once_newest_first);
     RUN(test_cleanup_order);
     RUN(test_null_and_disabled);
+    RUN(test_misuse_at_cleanup);
     RUN(test_untrack);
     RUN(test_delete_inside_scope);
     RUN(test_retain);
