@@ -35,13 +35,6 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static inline void count_type(samm_counters *k, uint8_t type, uint64_t n)
-{
-    _Atomic uint64_t *c = &k->by_type[type];
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
-
 /* Default releases are collected and handed to the pools this many at a
  * time, so runs of objects from one slab are freed together. */
 #define RELEASE_CHUNK 128
@@ -76,14 +69,14 @@ size_t samm__clean(void **ptrs, const uint8_t *types, size_t n, const char *call
             }
         }
         if (type != run_type) {
-            count_type(k, run_type, run);
+            samm__counter_add(&k->by_type[run_type], run);
             run_type = type;
             run = 0;
         }
         run++;
     }
     if (pending) samm__mem_release_many(release, pending, call);
-    if (run) count_type(k, run_type, run);
+    if (run) samm__counter_add(&k->by_type[run_type], run);
     samm__count(k, SAMM_C_CLEANED, n);
     samm__count(k, SAMM_C_BATCHES, 1);
     samm__count(k, SAMM_C_CLEANUP_NS, now_ns() - t0);

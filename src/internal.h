@@ -169,10 +169,17 @@ typedef struct samm_counters {
     struct samm_counters *next, *prev;
 } samm_counters;
 
+/* Adds to a counter only its owning thread writes: a relaxed load and
+ * store (plain moves), never a lock-prefixed instruction. */
+static inline void samm__counter_add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
 static inline void samm__count(samm_counters *k, int i, uint64_t n)
 {
-    atomic_store_explicit(&k->c[i], atomic_load_explicit(&k->c[i], memory_order_relaxed) + n,
-                          memory_order_relaxed);
+    samm__counter_add(&k->c[i], n);
 }
 
 /* A counter block for the calling thread, registered for readers.  Never

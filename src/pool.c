@@ -211,12 +211,6 @@ static pthread_mutex_t desc_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int desc_frozen;
 static atomic_size_t desc_size[3] = {40, 32, 24};
 
-static inline void count_add(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
-
 static inline void live_add(heap *h, int p, int64_t n)
 {
     int64_t v = atomic_load_explicit(&h->live[p], memory_order_relaxed) + n;
@@ -948,7 +942,7 @@ static inline __attribute__((always_inline)) void *slot_take(heap *h, slab *s, i
     }
     atomic_store_explicit(&s->state[i], SLOT_USED, memory_order_relaxed);
     s->used++;
-    count_add(&h->allocs[p], 1);
+    samm__counter_add(&h->allocs[p], 1);
     live_add(h, p, 1);
     return ptr;
 }
@@ -1047,7 +1041,7 @@ static void count_free(int p, const char *call)
     heap *h = tls_heap;
     if (!h) h = heap_create(call);
     if (h)
-        count_add(&h->frees[p], 1);
+        samm__counter_add(&h->frees[p], 1);
     else
         atomic_fetch_add(&orphan_frees[p], 1);
 }
@@ -1086,7 +1080,7 @@ static inline void slab_freed_local(heap *h, slab *s, uint32_t n)
 {
     int p = s->pool;
     s->used -= n;
-    count_add(&h->frees[p], n);
+    samm__counter_add(&h->frees[p], n);
     live_add(h, p, -(int64_t)n);
     if (SAMM_UNLIKELY(s->where == W_FULL || (s->used == 0 && s->where != W_ACTIVE)))
         slab_reclassify(h, s);
