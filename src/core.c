@@ -359,7 +359,10 @@ static SAMM_NOINLINE bool track_slow(void *ptr, uint8_t type, const char *call)
 }
 
 /* Generated code calls this for every object: an append to three arrays,
- * with every check folded into one rarely-taken branch. */
+ * with every check folded into one rarely-taken branch.  It repeats
+ * samm__frame_add's append on purpose: calling samm__frame_add, whose slow
+ * paths are calls rather than one tail call, measured 54 instructions per
+ * tracked object against 45 here (callgrind, nested workload). */
 static inline __attribute__((always_inline)) bool track(void *ptr, uint8_t type, const char *call)
 {
     samm_frame *f = samm__frame_get((size_t)T.depth);
