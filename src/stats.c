@@ -15,7 +15,8 @@
  * ---------------------------------------------------------------------- */
 static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
 static samm_counters *live;
-static samm_counters retired;
+/* What ended threads counted; list_lock guards it, so plain integers. */
+static uint64_t retired[SAMM_C__COUNT], retired_by_type[256];
 static samm_counters shared_fallback; /* used only when a block cannot be allocated */
 
 samm_counters *samm__counters_attach(void)
@@ -34,35 +35,6 @@ samm_counters *samm__counters_attach(void)
     return k;
 }
 
-static void merge_into(samm_counters *dst, samm_counters *src)
-{
-    for (int i = 0; i < SAMM_C__COUNT; i++) {
-        uint64_t v = atomic_load_explicit(&src->c[i], memory_order_relaxed);
-        if (i == SAMM_C_PEAK_DEPTH) {
-            if (v > atomic_load(&dst->c[i])) atomic_store(&dst->c[i], v);
-        } else {
-            atomic_fetch_add(&dst->c[i], v);
-        }
-    }
-    for (int t = 0; t < 256; t++)
-        atomic_fetch_add(&dst->by_type[t],
-                         atomic_load_explicit(&src->by_type[t], memory_order_relaxed));
-}
-
-void samm__counters_detach(samm_counters *k)
-{
-    if (k == NULL || k == &shared_fallback) return;
-    pthread_mutex_lock(&list_lock);
-    merge_into(&retired, k);
-    if (k->prev)
-        k->prev->next = k->next;
-    else
-        live = k->next;
-    if (k->next) k->next->prev = k->prev;
-    pthread_mutex_unlock(&list_lock);
-    samm__free(k);
-}
-
 static void add_block(uint64_t out[SAMM_C__COUNT], uint64_t by_type[256], samm_counters *k)
 {
     for (int i = 0; i < SAMM_C__COUNT; i++) {
@@ -76,12 +48,25 @@ static void add_block(uint64_t out[SAMM_C__COUNT], uint64_t by_type[256], samm_c
         by_type[t] += atomic_load_explicit(&k->by_type[t], memory_order_relaxed);
 }
 
+void samm__counters_detach(samm_counters *k)
+{
+    if (k == NULL || k == &shared_fallback) return;
+    pthread_mutex_lock(&list_lock);
+    add_block(retired, retired_by_type, k);
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        live = k->next;
+    if (k->next) k->next->prev = k->prev;
+    pthread_mutex_unlock(&list_lock);
+    samm__free(k);
+}
+
 void samm__counters_sum(uint64_t out[SAMM_C__COUNT], uint64_t by_type[256])
 {
-    memset(out, 0, sizeof(uint64_t) * SAMM_C__COUNT);
-    memset(by_type, 0, sizeof(uint64_t) * 256);
     pthread_mutex_lock(&list_lock);
-    add_block(out, by_type, &retired);
+    memcpy(out, retired, sizeof retired);
+    memcpy(by_type, retired_by_type, sizeof retired_by_type);
     add_block(out, by_type, &shared_fallback);
     for (samm_counters *k = live; k; k = k->next)
         add_block(out, by_type, k);
