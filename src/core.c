@@ -150,7 +150,7 @@ static void take_back(samm_batch *done, size_t n, size_t depth, const char *call
 {
     for (size_t i = 0; i < n; i++) {
         samm_batch *d = &done[i];
-        samm__mem_release_many(d->ptrs + d->count - d->nrelease, d->nrelease, call);
+        samm__batch_release_deferred(d, call);
         samm__frame_adopt_arrays(samm__frame_get(depth), d);
     }
 }

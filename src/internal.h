@@ -257,6 +257,9 @@ static inline samm_batch samm__frame_take(samm_frame *f)
 }
 
 void samm__batch_free_arrays(samm_batch *b);
+/* Releases the memory the worker left to the batch's owner (the pointers
+ * samm__clean parked at the end of b->ptrs). */
+void samm__batch_release_deferred(samm_batch *b, const char *call);
 
 /* A frame left without arrays (f may be NULL) takes the batch's arrays for
  * its next entries, which spares a scope its mallocs; otherwise they are

@@ -59,11 +59,15 @@ void samm__batch_free_arrays(samm_batch *b)
     free(b->sc);
 }
 
+void samm__batch_release_deferred(samm_batch *b, const char *call)
+{
+    samm__mem_release_many(b->ptrs + b->count - b->nrelease, b->nrelease, call);
+}
+
 /* What the worker could not park in a mailbox it releases itself. */
 static void release_here(samm_batch *b)
 {
-    samm__mem_release_many(b->ptrs + b->count - b->nrelease, b->nrelease,
-                           "samm_exit_scope (cleanup worker)");
+    samm__batch_release_deferred(b, "samm_exit_scope (cleanup worker)");
     samm__pool_flush();
     samm__batch_free_arrays(b);
 }
