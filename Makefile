@@ -2,67 +2,94 @@
 # names the builds and runs them.
 #
 #   make              release build into build/
-#   make test         unit tests: release, ASan+UBSan, TSan, then Valgrind
+#   make test         the test suite in four builds, then under Valgrind
 #   make demo         build and run the demo
-#   make bench        build and run the benchmarks, the comparison suite included
+#   make bench        the benchmarks: instruction counts and wall-clock ratios
 #   make bench-quick  the same, small and fast: a smoke test that fails only if a
 #                     backend crashes or gives wrong counts, never on timing
+#   make fuzz         the long checks: the model-based random tester (10^8
+#                     operations) and the full fault-injection sweep
 #   make install PREFIX=/usr/local
 #   make clean
 
+SHELL  := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PREFIX ?= /usr/local
 JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE  ?= cmake
 CTEST  ?= ctest
 VALGRIND := $(shell command -v valgrind 2>/dev/null)
 CMAKE_FLAGS ?= -DSAMM_WERROR=ON
+QUIET  := --no-print-directory
 
-# build, build-asan and build-tsan name directories, but are always run.
-.PHONY: all build build-asan build-tsan test test-release test-asan test-tsan test-valgrind demo bench bench-quick \
-        install clean format
+# The builds: release (what users get: no assertions, no tool hooks), check
+# (assertions of internal strength and the ASan/Valgrind hooks; the Valgrind
+# suite runs it), asan (ASan+UBSan, expensive assertions) and tsan.
+.PHONY: all build build-check build-asan build-tsan test test-release test-check test-asan \
+        test-tsan test-valgrind demo bench bench-quick fuzz install clean format
 
 all: build
 
 # Each build is configured on every run (cheap once configured), so a build
 # directory made by hand cannot silently miss a flag the suite relies on.
 build:
-	$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) \
-	    -DSAMM_VALGRIND=$(VALGRIND) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
-	$(CMAKE) --build build -j $(JOBS)
+	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) \
+	    -DSAMM_DEBUG=0 -DSAMM_TOOL_HOOKS=OFF -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@$(CMAKE) --build build -j $(JOBS) -- $(QUIET)
+
+build-check:
+	@$(CMAKE) -S . -B build-check -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) \
+	    -DSAMM_DEBUG=2 -DSAMM_TOOL_HOOKS=ON -DSAMM_BUILD_BENCH=OFF \
+	    -DSAMM_VALGRIND=$(VALGRIND) >/dev/null
+	@$(CMAKE) --build build-check -j $(JOBS) -- $(QUIET)
 
 build-asan:
-	$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSAMM_SANITIZE=address \
-	    -DSAMM_BUILD_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
-	$(CMAKE) --build build-asan -j $(JOBS)
+	@$(CMAKE) -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSAMM_SANITIZE=address \
+	    -DSAMM_DEBUG=3 -DSAMM_TOOL_HOOKS=ON -DSAMM_BUILD_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
+	@$(CMAKE) --build build-asan -j $(JOBS) -- $(QUIET)
 
 build-tsan:
-	$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSAMM_SANITIZE=thread \
-	    -DSAMM_BUILD_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
-	$(CMAKE) --build build-tsan -j $(JOBS)
+	@$(CMAKE) -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSAMM_SANITIZE=thread \
+	    -DSAMM_DEBUG=2 -DSAMM_BUILD_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
+	@$(CMAKE) --build build-tsan -j $(JOBS) -- $(QUIET)
 
-test: test-release test-asan test-tsan test-valgrind
-	@echo "make test: release, ASan+UBSan, TSan and Valgrind suites all passed"
+test: test-release test-check test-asan test-tsan test-valgrind
+	@echo "make test: release, check, ASan+UBSan, TSan and Valgrind suites all passed"
+
+# CTest, printing the failures and the summary (the passes are one line each
+# and there are hundreds).
+RUN_CTEST = $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) $(1) \
+	| grep -vE '^ +Start |^ *[0-9]+/[0-9]+ Test +\#[0-9]+: .* +Passed +[0-9.]+ sec$$|^$$'
 
 test-release: build
-	cd build && $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) -L unit
+	@echo "== tests: release build"
+	@cd build && $(call RUN_CTEST,-L unit)
+
+test-check: build-check
+	@echo "== tests: check build (assertions, tool hooks)"
+	@cd build-check && $(call RUN_CTEST,-L unit)
 
 test-asan: build-asan
-	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	    $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) -L unit
+	@echo "== tests: ASan+UBSan"
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $(call RUN_CTEST,-L unit)
 
 test-tsan: build-tsan
-	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-	    $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) -L unit
+	@echo "== tests: TSan"
+	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 $(call RUN_CTEST,-L unit)
 
-test-valgrind: build
+test-valgrind: build-check
 	@test -n "$(VALGRIND)" || { echo "valgrind not found: install it (apt-get install valgrind)"; exit 1; }
-	cd build && $(CTEST) --output-on-failure --no-tests=error -j $(JOBS) -L valgrind
+	@echo "== tests: Valgrind memcheck"
+	@cd build-check && $(call RUN_CTEST,-L valgrind)
 
-demo: build
+demo:
+	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@$(CMAKE) --build build -j $(JOBS) --target demo -- $(QUIET)
 	./build/examples/demo
 
 bench: build
+	./build/bench/bench_icount
 	./build/bench/bench_scope
 	./build/bench/bench_core
 	./build/bench/bench_nested
@@ -70,11 +97,15 @@ bench: build
 	./build/bench/compare/bench_cmp_runner --results bench/results --docs docs
 
 bench-quick: build
+	./build/bench/bench_icount --quick
 	./build/bench/bench_scope --quick
 	./build/bench/bench_core --quick
 	./build/bench/bench_nested --quick
 	./build/bench/bench_alloc --quick
 	./build/bench/compare/bench_cmp_runner --smoke --results bench/results
+
+fuzz: build-check
+	@cd build-check && $(CTEST) --output-on-failure -L fuzz
 
 install: build
 	$(CMAKE) --install build --prefix $(PREFIX)
@@ -84,4 +115,4 @@ format:
 	    examples/*.c
 
 clean:
-	rm -rf build build-asan build-tsan
+	rm -rf build build-check build-asan build-tsan

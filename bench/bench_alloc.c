@@ -1,12 +1,14 @@
-/* bench_alloc.c - the pool layer's alloc+free against malloc/free in the
- * same run: per size class, batches of 100 objects allocated then freed
- * (LIFO), and the same with the frees done on a second thread (remote).
+/* SPDX-License-Identifier: MIT */
+/* bench_alloc.c - libsamm's alloc+free (samm_alloc_object and
+ * samm_free_object, no scopes) against malloc/free in the same run: per
+ * size class, batches of 100 objects allocated then freed (LIFO), and the
+ * same with the frees done on a second thread (remote).
  */
 #include <pthread.h>
 #include <string.h>
 
 #include "bench.h"
-#include "internal.h"
+#include "samm.h"
 
 enum { BATCH = 100, TOTAL = 1000000 };
 
@@ -44,10 +46,10 @@ static void run_samm(void *a)
     (void)a;
     for (int r = 0; r < TOTAL / BATCH; r++) {
         for (int i = 0; i < BATCH; i++)
-            batch[i] = samm__obj_alloc(obj_size, "bench");
+            batch[i] = samm_alloc_object(obj_size);
         BENCH_KEEP(batch[0]);
         for (int i = BATCH - 1; i >= 0; i--)
-            samm__mem_release(batch[i], "bench");
+            samm_free_object(batch[i]);
     }
 }
 
@@ -66,11 +68,11 @@ static void *remote_freer(void *a)
         void **v = rblock[r % 2];
         for (int i = 0; i < RBLOCK; i++) {
             if (remote_samm)
-                samm__mem_release(v[i], "bench");
+                samm_free_object(v[i]);
             else
                 free(v[i]);
         }
-        if (remote_samm) samm__pool_flush();
+        if (remote_samm) samm_wait(); /* pushes out the frees held back */
     }
     pthread_barrier_wait(&rbar);
     return NULL;
@@ -85,7 +87,7 @@ static void run_remote(void *a)
     for (int r = 0; r < TOTAL / RBLOCK; r++) {
         void **v = rblock[r % 2];
         for (int i = 0; i < RBLOCK; i++)
-            v[i] = remote_samm ? samm__obj_alloc(obj_size, "bench") : calloc(1, obj_size);
+            v[i] = remote_samm ? samm_alloc_object(obj_size) : calloc(1, obj_size);
         pthread_barrier_wait(&rbar);
     }
     pthread_barrier_wait(&rbar);

@@ -1,9 +1,11 @@
+/* SPDX-License-Identifier: MIT */
 /* demo.c - libsamm doing the job it exists for: this program is written
  * the way a BASIC compiler's generated code uses SAMM.  CLASS objects with
  * vtables and destructors, refcounted strings, lists of atoms, recursive
  * functions that return objects to their callers, reassignment and
  * explicit DELETE.  It ends with what it did, the statistics and the leak
- * count, which must be 0.
+ * count, which must be 0.  Out of memory stops it the way a BASIC runtime
+ * would: a message, everything cleaned, exit status 3.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -41,6 +43,36 @@ typedef struct { /* 32-byte list header */
 static long strings_made, strings_freed, atoms_made, atoms_freed;
 static long objects_made, objects_destroyed, calls_made, deletes;
 
+/* "Out of memory": libsamm reports it to the error handler (a call that
+ * returns nothing, such as a track, cannot say so otherwise); the runtime
+ * checks after each call that may fail, and stops cleanly. */
+static int out_of_memory;
+
+static void on_error(const SAMMError *e, void *user)
+{
+    (void)user;
+    fprintf(stderr, "samm: %s in %s\n", e->message, e->call);
+    if (e->code == SAMM_ERR_OUT_OF_MEMORY) out_of_memory = 1;
+}
+
+static void oom_stop(void)
+{
+    fprintf(stderr, "demo: out of memory\n");
+    samm_shutdown(); /* every scope still open is cleaned */
+    exit(3);
+}
+
+static void *checked(void *p)
+{
+    if (p == NULL || out_of_memory) oom_stop();
+    return p;
+}
+
+static void check_oom(void)
+{
+    if (out_of_memory) oom_stop();
+}
+
 /* STRING release: drop one reference; the last one frees the text. */
 static void string_release(void *p)
 {
@@ -51,30 +83,40 @@ static void string_release(void *p)
     samm_free_object(s);
 }
 
-static BasicString *str_new(const char *text)
+/* A new string of `len` characters, tracked in the current scope. */
+static BasicString *str_alloc(int64_t len)
 {
-    BasicString *s = samm_alloc_string();
-    s->length = (int64_t)strlen(text);
-    s->capacity = s->length + 1;
-    s->data = malloc((size_t)s->capacity);
-    memcpy(s->data, text, (size_t)s->capacity);
+    BasicString *s = checked(samm_alloc_string());
+    s->data = malloc((size_t)len + 1);
+    if (s->data == NULL) {
+        samm_free_object(s);
+        oom_stop();
+    }
+    s->length = len;
+    s->capacity = len + 1;
     s->refcount = 1;
     samm_track_string(s);
+    if (out_of_memory) { /* not tracked: it is ours to free */
+        free(s->data);
+        samm_free_object(s);
+        oom_stop();
+    }
     strings_made++;
+    return s;
+}
+
+static BasicString *str_new(const char *text)
+{
+    BasicString *s = str_alloc((int64_t)strlen(text));
+    memcpy(s->data, text, (size_t)s->capacity);
     return s;
 }
 
 static BasicString *str_concat(const BasicString *a, const BasicString *b)
 {
-    BasicString *s = samm_alloc_string();
-    s->length = a->length + b->length;
-    s->capacity = s->length + 1;
-    s->data = malloc((size_t)s->capacity);
+    BasicString *s = str_alloc(a->length + b->length);
     memcpy(s->data, a->data, (size_t)a->length);
     memcpy(s->data + a->length, b->data, (size_t)b->length + 1);
-    s->refcount = 1;
-    samm_track_string(s);
-    strings_made++;
     return s;
 }
 
@@ -92,7 +134,7 @@ static void list_release(void *p)
 
 static void list_push(BasicList *l, void *value)
 {
-    Atom *a = samm_alloc_list_atom();
+    Atom *a = checked(samm_alloc_list_atom());
     a->value = value;
     if (l->tail)
         l->tail->next = a;
@@ -134,12 +176,13 @@ static void (*shape_vtable[4])(void *) = {NULL, NULL, NULL, shape_destructor};
 
 static Shape *shape_new(BasicString *name, double area)
 {
-    Shape *s = samm_alloc_object(sizeof *s);
+    Shape *s = checked(samm_alloc_object(sizeof *s));
     s->vtable = shape_vtable;
-    s->name = name;
-    name->refcount++; /* the field holds a reference */
     s->area = area;
     samm_track_object(s);
+    check_oom();
+    s->name = name;
+    name->refcount++; /* the field holds a reference */
     objects_made++;
     return s;
 }
@@ -174,6 +217,7 @@ static Shape *build(int depth)
         samm_untrack(node->right);
     }
     samm_retain_parent(node); /* RETURN node */
+    check_oom();
     samm_exit_scope();
     return node;
 }
@@ -197,8 +241,9 @@ static double work(int round)
         label = str_concat(label, str_new(i % 2 ? "a" : "b"));
 
     /* DIM items AS LIST: shapes and strings pushed into a list */
-    BasicList *items = samm_alloc_list();
+    BasicList *items = checked(samm_alloc_list());
     samm_track_list(items);
+    check_oom();
     for (int i = 0; i < 20; i++) {
         Shape *s = shape_new(label, i);
         list_push(items, s);
@@ -227,6 +272,7 @@ int main(int argc, char **argv)
     int rounds = argc > 1 ? atoi(argv[1]) : 60000;
     if (rounds <= 0) rounds = 1;
     samm_init();
+    samm_set_error_handler(on_error, NULL);
     samm_register_cleanup(SAMM_ALLOC_STRING, string_release);
     samm_register_cleanup(SAMM_ALLOC_LIST, list_release);
 

@@ -43,7 +43,12 @@ typedef enum {
     SAMM_ERR_NOT_TRACKED,       /* untrack/retain of a pointer in no scope     */
     SAMM_ERR_SCOPE_IMBALANCE,   /* thread ended or shut down with open scopes  */
     SAMM_ERR_LEAK,              /* warning at shutdown: pooled objects leaked  */
-    SAMM_ERR_BAD_ARGUMENT       /* any other invalid argument                  */
+    SAMM_ERR_BAD_ARGUMENT,      /* any other invalid argument                  */
+    SAMM_ERR_INTERIOR_POINTER,  /* points inside a libsamm block, not at it    */
+    SAMM_ERR_DOUBLE_TRACK,      /* tracking a pointer that is already tracked  */
+    SAMM_ERR_NOT_OWNER,         /* tracked in another thread's scope, or in a
+                                   scope being cleaned: not the caller's       */
+    SAMM_ERR_FREED_POINTER      /* track/untrack/retain of a freed block       */
 } SAMMErrorCode;
 
 typedef struct {
@@ -277,10 +282,14 @@ typedef struct {
     uint64_t bytes_returned_to_os;
     double bloom_false_positive_rate; /* current estimate, 0..1            */
     uint64_t cleaned_by_type[256];
+    uint64_t host_bytes_freed; /* what the host reported with
+                                  samm_record_bytes_freed (not in
+                                  total_bytes_freed)                    */
 } SAMMStats;
 
 /* Statistics of one pool: index 0..5 the object classes (32..1024 B),
- * 6 strings, 7 lists, 8 list atoms. */
+ * 6 strings, 7 lists, 8 list atoms, 9..12 the medium object classes
+ * (2, 4, 8 and 16 KiB). */
 typedef struct {
     size_t slot_size;
     uint64_t slabs;    /* slabs currently held              */
@@ -292,7 +301,7 @@ typedef struct {
     uint64_t bytes_returned_to_os;
 } SAMMPoolStats;
 
-#define SAMM_POOL_COUNT 9
+#define SAMM_POOL_COUNT 13
 
 SAMM_API void samm_get_stats(SAMMStats *out);
 /* Fills `out` for pool `index`; returns 0, or -1 for a bad index. */
@@ -301,6 +310,9 @@ SAMM_API int samm_get_pool_stats(int index, SAMMPoolStats *out);
 SAMM_API void samm_print_stats(void);
 /* One stderr line per scope enter/exit and cleanup batch while on. */
 SAMM_API void samm_set_trace(int on);
+/* Measures total_cleanup_time_ms while on (also with SAMM_STATS or
+ * tracing); off, no clock is read. */
+SAMM_API void samm_set_timing(int on);
 /* Adds to total_bytes_freed, for hosts that free memory libsamm counted. */
 SAMM_API void samm_record_bytes_freed(uint64_t bytes);
 

@@ -1,6 +1,8 @@
-/* bloom.c - the Bloom filter over addresses of freed large (malloc'd)
- * objects: lets a free of an unknown pointer tell "probably freed by us
- * already" (a double free) from "never ours" (a foreign block).
+/* SPDX-License-Identifier: MIT */
+/* bloom.c - the Bloom filter over addresses of freed large objects, which
+ * answers samm_is_probably_freed (the original runtime's question).  It
+ * decides nothing: which pointer is freed, and which is a double free, is
+ * known exactly from the slot words.
  */
 #include <stdlib.h>
 
@@ -28,13 +30,13 @@ static uint64_t mix(const void *ptr)
     return z ^ (z >> 31);
 }
 
-static atomic_uint_fast64_t *bits_get(const char *call)
+static atomic_uint_fast64_t *bits_get(void)
 {
     atomic_uint_fast64_t *b = atomic_load_explicit(&bloom_bits, memory_order_acquire);
     if (b) return b;
     b = samm__calloc(BLOOM_WORDS, sizeof *b);
     if (!b) {
-        samm__report(SAMM_ERR_OUT_OF_MEMORY, call, NULL,
+        samm__report(SAMM_ERR_OUT_OF_MEMORY, "samm_free_object", NULL,
                      "out of memory for the Bloom filter; freed addresses are not recorded");
         return NULL;
     }
@@ -46,9 +48,9 @@ static atomic_uint_fast64_t *bits_get(const char *call)
     return b;
 }
 
-void samm__bloom_add(const void *ptr, const char *call)
+void samm__bloom_add(const void *ptr)
 {
-    atomic_uint_fast64_t *b = bits_get(call);
+    atomic_uint_fast64_t *b = bits_get();
     if (!b) return;
     uint64_t h = mix(ptr);
     uint32_t h1 = (uint32_t)h, h2 = (uint32_t)(h >> 32) | 1u;

@@ -1,6 +1,16 @@
-/* core.c - lifecycle, the per-thread scope stack, track/untrack/retain, the
- * enable flag and cleanup mode, fork and thread-exit handling, and the
- * public allocation calls (which hand over to the pools).
+/* SPDX-License-Identifier: MIT */
+/* core.c - lifecycle, the enable flag and cleanup mode, scopes (enter and
+ * exit), tracking, untrack, retain and free, and handing an exited scope to
+ * inline or background cleanup.
+ *
+ * The fast paths test one condition each, against fields of the calling
+ * thread's context that other states are folded into:
+ *   enter: the next frame is below `limit` (0 while disabled or not set up)
+ *   exit:  the frame is above `floor` (poked to the top while disabled or
+ *          while the worker has sent memory back) and empty
+ *   track: the pointer is the block just allocated, its slot word still
+ *          says LIVE, and the frame has room below `cap` (0 while disabled)
+ * Anything else goes to the slow path, which sorts it out.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -9,267 +19,100 @@
 
 #include "internal.h"
 
-/* ------------------------------------------------------------------------
- * Global and per-thread state
- *
- * `generation` is NOT_READY while the library is not initialised and a new
- * value in 1..NOT_READY-1 after each samm_init; a thread whose remembered
- * generation differs (a new thread remembers 0) takes the slow path once.  That makes every call
- * auto-initialise, also after samm_shutdown, at the price of one relaxed
- * load and compare.
- * ---------------------------------------------------------------------- */
-static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
-#define NOT_READY UINT_MAX
-static atomic_uint generation = NOT_READY;
-static unsigned generations_made;
-static atomic_int enabled = 1;
+atomic_int samm__enabled = 1;
+/* Scopes entered while the thread could get no context (out of memory):
+ * they become its context's phantom scopes once it has one. */
+SAMM_TLS int samm__phantom_early;
 static atomic_int cleanup_mode = SAMM_CLEANUP_INLINE;
-static bool stats_at_shutdown;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-typedef struct {
-    unsigned gen;    /* generation this thread last saw            */
-    int depth;       /* 0 = global scope                           */
-    int peak;        /* deepest depth this thread reached          */
-    bool registered; /* thread-exit hook armed, counters attached  */
-    bool mbox_tried; /* asked for a mailbox (it may be NULL)       */
-    samm_counters *ctr;
-    samm_mailbox *mbox; /* where the worker returns our batches    */
-} samm_thread;
-
-static SAMM_TLS samm_thread T;
-
-static void thread_attach(void);
-
-static inline void ensure_ready(void)
-{
-    if (SAMM_UNLIKELY(T.gen != atomic_load_explicit(&generation, memory_order_acquire)))
-        thread_attach();
-}
-
-samm_counters *samm__thread_counters(void)
-{
-    if (SAMM_UNLIKELY(!T.registered)) thread_attach();
-    return T.ctr;
-}
-
-/* ------------------------------------------------------------------------
- * fork(): every lock of the library is taken before fork and released (or
- * re-initialised) on both sides, in one fixed order.
- * ---------------------------------------------------------------------- */
-static void atfork_prepare(void)
-{
-    pthread_mutex_lock(&init_lock);
-    samm__worker_atfork_prepare();
-    samm__counters_atfork_prepare();
-    samm__pool_atfork_prepare();
-    samm__error_atfork_prepare();
-}
-
-static void atfork_parent(void)
-{
-    samm__error_atfork_release();
-    samm__pool_atfork_parent();
-    samm__counters_atfork_parent();
-    samm__worker_atfork_parent();
-    pthread_mutex_unlock(&init_lock);
-}
-
-static void atfork_child(void)
-{
-    samm__error_atfork_release();
-    samm__pool_atfork_child();
-    samm__counters_atfork_child();
-    samm__worker_atfork_child();
-    pthread_mutex_unlock(&init_lock);
-}
-
-static void register_atfork(void)
-{
-    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-}
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int initialized;
+static pthread_once_t process_once = PTHREAD_ONCE_INIT;
 
 /* ------------------------------------------------------------------------
  * Lifecycle
  * ---------------------------------------------------------------------- */
-static void thread_exit(void);
+static void process_init(void)
+{
+    samm__os_init();
+    samm__track_init();
+    samm__slab_init();
+    samm__thread_process_init();
+}
 
 void samm_init(void)
 {
-    if (atomic_load_explicit(&generation, memory_order_acquire) != NOT_READY) return;
+    pthread_once(&process_once, process_init);
+    if (atomic_load_explicit(&initialized, memory_order_acquire)) return;
     pthread_mutex_lock(&init_lock);
-    if (atomic_load(&generation) == NOT_READY) {
-        samm_options o;
-        samm__options_read(&o);
-        atomic_store(&cleanup_mode, o.cleanup_mode);
-        atomic_store(&samm__trace_on, o.trace);
-        stats_at_shutdown = o.stats_at_shutdown;
-        samm__worker_set_capacity(o.queue_batches);
-        samm_scope_ensure_init();
-        samm__set_thread_exit_hook(thread_exit);
-        pthread_once(&atfork_once, register_atfork);
-        if (++generations_made == NOT_READY) generations_made = 1;
-        atomic_store_explicit(&generation, generations_made, memory_order_release);
+    if (!atomic_load(&initialized)) {
+        samm__options_read();
+        atomic_store(&cleanup_mode, samm__opt.cleanup_mode);
+        atomic_store(&samm__trace_on, samm__opt.trace);
+        samm__worker_set_capacity(samm__opt.queue_batches);
+        atomic_store_explicit(&initialized, 1, memory_order_release);
     }
     pthread_mutex_unlock(&init_lock);
 }
 
-static void thread_attach(void)
+void samm__ensure_init(void)
 {
-    samm_init();
-    if (!T.registered) {
-        T.ctr = samm__counters_attach();
-        samm__thread_register();
-        T.registered = true;
-    }
-    T.gen = atomic_load_explicit(&generation, memory_order_acquire);
+    if (SAMM_UNLIKELY(!atomic_load_explicit(&initialized, memory_order_acquire))) samm_init();
 }
 
-/* Cleans a batch taken out of the frame at `depth`, then lets the frame
- * reuse its arrays if nothing took the frame over meanwhile. */
-static void clean_taken(size_t depth, samm_batch *b, const char *call)
+void samm__init_atfork_prepare(void)
 {
-    samm__clean(b->ptrs, b->types, b->count, call, false);
-    samm__frame_adopt_arrays(samm__frame_get(depth), b); /* the vector may have moved */
-}
-
-/* Cleans the frame at `depth` on this thread.  The arrays are taken out of
- * the frame first: hooks may enter scopes and reuse this very depth. */
-static void clean_inline(size_t depth, const char *call)
-{
-    samm_frame *f = samm__frame_get(depth);
-    if (f == NULL || f->count == 0) return;
-    samm_batch b = samm__frame_take(f);
-    clean_taken(depth, &b, call);
-}
-
-/* Batches the worker finished for this thread: their memory is released
- * here, where the slabs are owned, and their arrays become the frame's at
- * `depth` if it has none (no malloc for the next scope), else are freed. */
-static void take_back(samm_batch *done, size_t n, size_t depth, const char *call)
-{
-    for (size_t i = 0; i < n; i++) {
-        samm_batch *d = &done[i];
-        samm__batch_release_deferred(d, call);
-        samm__frame_adopt_arrays(samm__frame_get(depth), d);
-    }
-}
-
-/* Everything this thread queued is finished and its memory released. */
-static void drain_own(const char *call)
-{
-    samm__worker_wait();
-    if (T.mbox == NULL) return;
-    samm_batch done[SAMM_MAILBOX_CAP];
-    size_t n;
-    while ((n = samm__mailbox_take(T.mbox, done)) != 0)
-        take_back(done, n, SIZE_MAX, call);
-}
-
-/* Background mode: the frame's arrays go to the worker, which runs the
- * destructors and hooks and sends the batch back for its memory. */
-static void clean_background(size_t depth, const char *call)
-{
-    samm_frame *f = samm__frame_get(depth);
-    if (f == NULL || f->count == 0) return;
-    if (!T.mbox_tried) {
-        T.mbox = samm__mailbox_new();
-        T.mbox_tried = true;
-    }
-    samm_batch b = samm__frame_take(f);
-    b.mbox = T.mbox;
-    samm_batch done[SAMM_MAILBOX_CAP];
-    size_t n_done = 0;
-    if (!samm__worker_submit(&b, done, &n_done)) {
-        samm__count(T.ctr, SAMM_C_INLINE_FALLBACKS, 1);
-        clean_taken(depth, &b, call);
-    }
-    take_back(done, n_done, depth, call);
-}
-
-static void clean_scope(size_t depth, const char *call)
-{
-    if (atomic_load_explicit(&cleanup_mode, memory_order_relaxed) == SAMM_CLEANUP_BACKGROUND &&
-        !samm__on_worker_thread())
-        clean_background(depth, call);
-    else
-        clean_inline(depth, call);
-}
-
-/* Unwinds this thread's scopes, the global one included, inline. */
-static void unwind_all(const char *call)
-{
-    while (T.depth > 0) {
-        int d = T.depth--;
-        samm__count(T.ctr, SAMM_C_SCOPES_EXITED, 1);
-        clean_inline((size_t)d, call);
-    }
-    /* Hooks may track into the global scope while it is being cleaned. */
-    for (int guard = 0; guard < 64; guard++) {
-        samm_frame *f = samm__frame_get(0);
-        if (f == NULL || f->count == 0) break;
-        clean_inline(0, call);
-    }
-}
-
-static void thread_exit(void)
-{
-    if (!T.registered) return;
-    if (T.depth > 0)
-        samm__report(SAMM_ERR_SCOPE_IMBALANCE, "thread exit", NULL,
-                     "thread ended with %d scope(s) open; cleaning them", T.depth);
-    unwind_all("thread exit");
-    if (T.mbox_tried) {
-        drain_own("thread exit");
-        samm__mailbox_delete(T.mbox);
-        T.mbox = NULL;
-        T.mbox_tried = false;
-    }
-    samm__pool_thread_exit();
-    samm__counters_detach(T.ctr);
-    T.ctr = NULL;
-    T.registered = false;
-    T.gen = 0;
-}
-
-void samm_shutdown(void)
-{
-    if (atomic_load_explicit(&generation, memory_order_acquire) == NOT_READY) return;
-    ensure_ready();
-    drain_own("samm_shutdown");
-    if (T.depth > 0)
-        samm__report(SAMM_ERR_SCOPE_IMBALANCE, "samm_shutdown", NULL,
-                     "shutdown with %d scope(s) open; cleaning them", T.depth);
-    unwind_all("samm_shutdown");
-    drain_own("samm_shutdown"); /* hooks may have queued more */
-    samm__worker_stop();
-    /* Other threads' finished batches: released now, so that the leak
-     * report below counts only real leaks. */
-    samm__mailbox_drain_all();
-    samm__pool_flush();
-    samm__pool_report_leaks("samm_shutdown");
-    if (stats_at_shutdown) samm_print_stats();
-    samm__frames_release_thread();
     pthread_mutex_lock(&init_lock);
-    atomic_store_explicit(&generation, NOT_READY, memory_order_release);
+}
+
+void samm__init_atfork_release(void)
+{
     pthread_mutex_unlock(&init_lock);
+}
+
+/* The real floor and limit of t, with the pokes applied.  Stored, then the
+ * reasons for a poke read again: a poker that ran between is seen either
+ * way (it stores after setting its reason). */
+void samm__tld_refresh(samm_tld *t)
+{
+    bool on = atomic_load(&samm__enabled);
+    bool plain = on && t->phantom == 0;
+    STORE(&t->limit, plain ? samm__frame_limit(t) : 0);
+    STORE(&t->floor, plain && LOAD(&t->nmail) == 0 ? samm__frame_floor(t) : UINTPTR_MAX);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!atomic_load(&samm__enabled)) {
+        STORE(&t->limit, 0);
+        STORE(&t->floor, UINTPTR_MAX);
+    } else if (LOAD(&t->nmail)) {
+        STORE(&t->floor, UINTPTR_MAX);
+    }
+}
+
+static void poke_disabled(samm_tld *t, void *unused)
+{
+    (void)unused;
+    STORE(&t->limit, 0);
+    STORE(&t->floor, UINTPTR_MAX);
+    samm__frames_poke(t, true);
 }
 
 void samm_set_enabled(int on)
 {
-    ensure_ready();
-    atomic_store(&enabled, on != 0);
+    if (samm__tld_get("samm_set_enabled") == NULL) return;
+    int was = atomic_exchange(&samm__enabled, on != 0);
+    /* Enabling needs no poke: each thread's next slow path sees the flag
+     * and restores its limits. */
+    if (was && !on) samm__tld_each(poke_disabled, NULL);
 }
 
 int samm_is_enabled(void)
 {
-    ensure_ready();
-    return atomic_load_explicit(&enabled, memory_order_relaxed);
+    samm__ensure_init();
+    return atomic_load_explicit(&samm__enabled, RELAXED);
 }
 
 void samm_set_cleanup_mode(SAMMCleanupMode mode)
 {
-    ensure_ready();
+    samm__ensure_init();
     if (mode != SAMM_CLEANUP_INLINE && mode != SAMM_CLEANUP_BACKGROUND) {
         samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_set_cleanup_mode", NULL,
                      "unknown cleanup mode %d", (int)mode);
@@ -280,113 +123,279 @@ void samm_set_cleanup_mode(SAMMCleanupMode mode)
 
 SAMMCleanupMode samm_get_cleanup_mode(void)
 {
-    ensure_ready();
+    samm__ensure_init();
     return (SAMMCleanupMode)atomic_load(&cleanup_mode);
 }
 
-void samm_wait(void)
-{
-    ensure_ready();
-    drain_own("samm_wait");
-}
-
 /* ------------------------------------------------------------------------
- * Scopes
+ * Cleaning an exited scope
  * ---------------------------------------------------------------------- */
-static inline bool is_on(void)
+/* Batches the worker finished for t: their memory is released here, where
+ * the slabs are owned, and their arrays go to t's current frame if it has
+ * none (no malloc for its next scope), else are freed. */
+void samm__take_mail(samm_tld *t, const char *call)
 {
-    return atomic_load_explicit(&enabled, memory_order_relaxed) != 0;
+    samm_batch done[SAMM_MAILBOX_CAP];
+    size_t n;
+    while ((n = samm__mail_take(t, done)) != 0) {
+        for (size_t i = 0; i < n; i++) {
+            samm__release_deferred(t, &done[i], call);
+            samm__frame_adopt_arrays(t->cur->capacity ? NULL : t->cur, &done[i]);
+        }
+    }
+    samm__tld_refresh(t);
 }
 
-void samm_enter_scope(void)
+static void clean_inline(samm_tld *t, samm_frame *f, samm_batch *b, const char *call)
 {
-    ensure_ready();
-    if (!is_on()) return;
-    if (SAMM_UNLIKELY(T.depth == INT_MAX)) {
-        samm__report(SAMM_ERR_BAD_DEPTH, "samm_enter_scope", NULL, "scope depth overflow");
+    samm__clean(t, b, false, call);
+    /* A hook may have entered this depth again and given it new arrays. */
+    samm__frame_adopt_arrays(f->capacity || f->count ? NULL : f, b);
+}
+
+static void clean_batch(samm_tld *t, samm_frame *f, samm_batch *b, const char *call)
+{
+    if (atomic_load_explicit(&cleanup_mode, RELAXED) == SAMM_CLEANUP_BACKGROUND && !t->is_worker) {
+        b->owner = t;
+        if (samm__worker_submit(t, b)) return;
+        samm__count(t, SAMM_C_INLINE_FALLBACKS, 1);
+    }
+    clean_inline(t, f, b, call);
+}
+
+static SAMM_NOINLINE void exit_slow(samm_tld *t)
+{
+    static const char call[] = "samm_exit_scope";
+    if (t == &samm__tld_empty && (t = samm__tld_attach(call)) == NULL) {
+        if (samm__phantom_early > 0) samm__phantom_early--;
         return;
     }
-    int d = ++T.depth;
-    samm__count(T.ctr, SAMM_C_SCOPES_ENTERED, 1);
-    if (SAMM_UNLIKELY(d > T.peak)) {
-        T.peak = d;
-        atomic_store_explicit(&T.ctr->c[SAMM_C_PEAK_DEPTH], (uint64_t)d, memory_order_relaxed);
+    if (LOAD(&t->nmail)) samm__take_mail(t, call);
+    if (!atomic_load_explicit(&samm__enabled, RELAXED)) {
+        samm__tld_refresh(t);
+        return;
     }
-    SAMM_TRACE("enter scope, depth %d", d);
+    if (t->phantom > 0) {
+        t->phantom--;
+        t->exited++;
+        samm__tld_refresh(t);
+        return;
+    }
+    samm_frame *f = t->cur;
+    if (f->depth == 0) {
+        samm__report(SAMM_ERR_EXIT_AT_GLOBAL, call, NULL,
+                     "exit at depth 0 (the global scope cannot be exited); ignored");
+        samm__tld_refresh(t);
+        return;
+    }
+    SAMM_TRACE("exit scope, depth %d", f->depth);
+    /* Out of the frame first: hooks may enter scopes and use this depth. */
+    samm_batch b = {0};
+    bool full = f->count != 0;
+    if (full) b = samm__frame_take(f);
+    samm__frame_exit_step(t);
+    t->exited++;
+    samm__tld_refresh(t);
+    if (full) {
+        clean_batch(t, f, &b, call);
+        samm__publish(t);
+    }
 }
 
 void samm_exit_scope(void)
 {
-    ensure_ready();
-    if (!is_on()) return;
-    int d = T.depth;
-    if (SAMM_UNLIKELY(d == 0)) {
-        samm__report(SAMM_ERR_EXIT_AT_GLOBAL, "samm_exit_scope", NULL,
-                     "exit at depth 0 (the global scope cannot be exited); ignored");
+    samm_tld *t = samm__tld;
+    samm_frame *f = t->cur;
+    if (SAMM_LIKELY((uintptr_t)f > LOAD(&t->floor) && f->count == 0)) {
+        t->cur = f - 1;
+        t->exited++;
         return;
     }
-    T.depth = d - 1;
-    samm__count(T.ctr, SAMM_C_SCOPES_EXITED, 1);
-    SAMM_TRACE("exit scope, depth %d", d);
-    samm_frame *f = samm__frame_get((size_t)d);
-    if (f == NULL) return;
-    if (f->count != 0)
-        clean_scope((size_t)d, "samm_exit_scope");
-    else if (f->index != NULL)
-        samm__frame_drop_index(f); /* else tracking here stays slow */
+    exit_slow(t);
+}
+
+static SAMM_NOINLINE void enter_slow(samm_tld *t)
+{
+    static const char call[] = "samm_enter_scope";
+    if (t == &samm__tld_empty && (t = samm__tld_attach(call)) == NULL) {
+        samm__phantom_early++;
+        return;
+    }
+    if (!atomic_load_explicit(&samm__enabled, RELAXED)) {
+        samm__tld_refresh(t);
+        return;
+    }
+    if (t->phantom == 0 && samm__frame_enter_slow(t, call)) {
+        SAMM_TRACE("enter scope, depth %d", t->cur->depth);
+    } else if (t->phantom < INT_MAX) {
+        /* No frame (reported once, by samm__frame_enter_slow): the scope
+         * still counts, so the program's exits stay balanced. */
+        t->phantom++;
+    }
+    samm__tld_refresh(t);
+}
+
+void samm_enter_scope(void)
+{
+    samm_tld *t = samm__tld;
+    samm_frame *f = t->cur + 1;
+    if (SAMM_LIKELY((uintptr_t)f < LOAD(&t->limit))) {
+        t->cur = f;
+        return;
+    }
+    enter_slow(t);
 }
 
 int samm_scope_depth(void)
 {
-    ensure_ready();
-    return T.depth;
+    samm_tld *t = samm__tld_get("samm_scope_depth");
+    return t ? t->cur->depth + t->phantom : 0;
+}
+
+void samm__unwind_all(samm_tld *t, const char *call)
+{
+    t->exited += (uint64_t)t->phantom;
+    t->phantom = 0;
+    for (;;) {
+        samm_frame *f = t->cur;
+        bool full = f->count != 0;
+        samm_batch b = {0};
+        if (full) b = samm__frame_take(f);
+        if (f->depth > 0) {
+            samm__frame_exit_step(t);
+            t->exited++;
+        } else if (!full) {
+            break; /* hooks may track into the global scope while it is cleaned */
+        }
+        samm__tld_refresh(t);
+        if (full) clean_inline(t, f, &b, call);
+    }
+    samm__publish_all(t);
 }
 
 /* ------------------------------------------------------------------------
  * Tracking
  * ---------------------------------------------------------------------- */
-/* The slow path of track: first call on this thread, disabled library,
- * NULL, or a frame that must grow.  False only when tracking was wanted and
- * memory ran out (reported). */
-static SAMM_NOINLINE bool track_slow(void *ptr, uint8_t type, const char *call)
+/* The frame below f on t's stack, or NULL below the global scope. */
+static samm_frame *frame_below(samm_tld *t, samm_frame *f)
 {
-    ensure_ready();
-    if (ptr == NULL || !is_on()) return true;
-    if (!samm__frame_add((size_t)T.depth, ptr, type, SAMM_SC_NONE, call)) return false;
-    samm__count(T.ctr, SAMM_C_TRACKED, 1);
-    if (type == SAMM_ALLOC_STRING) samm__count(T.ctr, SAMM_C_STRINGS_TRACKED, 1);
-    return true;
+    return f->depth == 0 ? NULL : samm__frame_at(t, f->depth - 1);
 }
 
-/* Generated code calls this for every object: an append to three arrays,
- * with every check folded into one rarely-taken branch.  It repeats
- * samm__frame_add's append on purpose: calling samm__frame_add, whose slow
- * paths are calls rather than one tail call, measured 54 instructions per
- * tracked object against 45 here (callgrind, nested workload). */
-static inline __attribute__((always_inline)) bool track(void *ptr, uint8_t type, const char *call)
+/* The frame holding our tracked block p (its word says `word`) among t's
+ * scopes, innermost first, and the entry's index; NULL if t has none. */
+static samm_frame *locate_ours(samm_tld *t, void *p, uint32_t word, size_t *idx)
 {
-    samm_frame *f = samm__frame_get((size_t)T.depth);
-    if (SAMM_LIKELY(T.gen == atomic_load_explicit(&generation, memory_order_relaxed) &&
-                    ptr != NULL && f != NULL && f->count < f->cap && f->index == NULL &&
-                    atomic_load_explicit(&enabled, memory_order_relaxed))) {
-        /* Every load before the first store: the stores could alias the
-         * frame as far as the compiler knows, and reloads cost more than
-         * the appends themselves. */
-        size_t i = f->count;
-        void **ptrs = f->ptrs;
-        uint8_t *types = f->types, *sc = f->sc;
-        samm_counters *k = T.ctr;
-        uint64_t tracked = atomic_load_explicit(&k->c[SAMM_C_TRACKED], memory_order_relaxed);
-        f->count = i + 1;
-        ptrs[i] = ptr;
-        types[i] = type;
-        sc[i] = SAMM_SC_NONE;
-        samm__filter_add(f, ptr);
-        atomic_store_explicit(&k->c[SAMM_C_TRACKED], tracked + 1, memory_order_relaxed);
-        if (type == SAMM_ALLOC_STRING) samm__count(k, SAMM_C_STRINGS_TRACKED, 1);
+    for (samm_frame *f = t->cur; f; f = frame_below(t, f)) {
+        if (word != SAMM_META_FAR) {
+            size_t i = word - SAMM_META_TRACKED;
+            if (i < f->count && f->ptrs[i] == p) {
+                *idx = i;
+                return f;
+            }
+            continue;
+        }
+        for (size_t i = f->count; i-- > 0;) {
+            if (f->ptrs[i] == p) {
+                *idx = i;
+                return f;
+            }
+        }
+    }
+    return NULL;
+}
+
+static samm_frame *locate_foreign(samm_tld *t, void *p, size_t *idx)
+{
+    for (samm_frame *f = t->cur; f; f = frame_below(t, f)) {
+        size_t i = samm__frame_find(f, p);
+        if (i != SIZE_MAX) {
+            *idx = i;
+            return f;
+        }
+    }
+    return NULL;
+}
+
+static void count_removed(samm_tld *t, uint8_t type)
+{
+    samm__count(t, SAMM_C_REMOVED, 1);
+    if (type == SAMM_ALLOC_STRING) samm__count(t, SAMM_C_STRINGS_REMOVED, 1);
+}
+
+static void report_state(samm_ptr_kind kind, const char *call, void *p)
+{
+    switch (kind) {
+    case SAMM_PTR_FREE:
+        samm__report(SAMM_ERR_FREED_POINTER, call, p,
+                     "%p is a block that was freed (use after free); ignored", p);
+        break;
+    case SAMM_PTR_INTERIOR:
+        samm__report(SAMM_ERR_INTERIOR_POINTER, call, p,
+                     "%p points inside a libsamm block or its bookkeeping; ignored", p);
+        break;
+    case SAMM_PTR_TRACKED:
+        samm__report(SAMM_ERR_NOT_OWNER, call, p,
+                     "%p is tracked in another thread's scope, or in one being cleaned; ignored",
+                     p);
+        break;
+    default:
+        break;
+    }
+}
+
+static SAMM_NOINLINE bool track_slow(samm_tld *t, void *p, uint8_t type, const char *call)
+{
+    if (p == NULL) return true;
+    if (t == &samm__tld_empty && (t = samm__tld_attach(call)) == NULL) return false;
+    if (!atomic_load_explicit(&samm__enabled, RELAXED)) return true;
+    samm_frame *f = t->cur;
+    samm_ptr_info in;
+    samm__classify(p, &in);
+    switch (in.kind) {
+    case SAMM_PTR_LIVE:
+        return samm__frame_append(f, p, type, in.meta, call) != SIZE_MAX;
+    case SAMM_PTR_FOREIGN: {
+        /* What this thread's scopes can tell cheaply (a filter bit per
+         * frame): is it in one already?  Other threads' are not asked. */
+        size_t i;
+        samm_frame *g = locate_foreign(t, p, &i);
+        if (g != NULL) {
+            samm__report(SAMM_ERR_DOUBLE_TRACK, call, p,
+                         "%p is already tracked (at depth %d); not tracked again", p, g->depth);
+            return true;
+        }
+        return samm__frame_append(f, p, type, NULL, call) != SIZE_MAX;
+    }
+    case SAMM_PTR_TRACKED:
+        samm__report(SAMM_ERR_DOUBLE_TRACK, call, p,
+                     "%p is already tracked (at depth %d or another thread); not tracked again", p,
+                     t->cur->depth);
+        return true;
+    default:
+        report_state(in.kind, call, p);
         return true;
     }
-    return track_slow(ptr, type, call);
+}
+
+/* Generated code calls this for every object: the block just allocated
+ * goes on the end of the frame, its slot word records where. */
+SAMM_INLINE bool track(void *p, uint8_t type, const char *call)
+{
+    samm_tld *t = samm__tld;
+    samm_frame *f = t->cur;
+    _Atomic uint32_t *m = t->last_meta;
+    size_t i = f->count;
+    if (SAMM_LIKELY(p == t->last_alloc && LOAD(m) == SAMM_META_LIVE && i < LOAD(&f->cap))) {
+        void **ptrs = f->ptrs;
+        uint8_t *types = f->types;
+        ptrs[i] = p;
+        types[i] = type;
+        STORE(m, SAMM_META_TRACKED + (uint32_t)i);
+        f->count = i + 1;
+        return true;
+    }
+    return track_slow(t, p, type, call);
 }
 
 void samm_track(void *ptr, SAMMAllocType type)
@@ -414,45 +423,98 @@ void samm_track_list(void *list)
     track(list, SAMM_ALLOC_LIST, "samm_track_list");
 }
 
-/* Removes `ptr` from the innermost scope holding it; its depth or -1. */
-static int untrack_from(void *ptr, uint8_t *type, uint8_t *sc)
+/* Takes p out of t's scopes.  0: it was in one (*type set); 1: it is in
+ * none of t's (untracked, or foreign and not found); -1: reported. */
+static int untrack_from(samm_tld *t, void *p, samm_ptr_info *in, uint8_t *type, int *depth,
+                        const char *call)
 {
-    for (int d = T.depth; d >= 0; d--) {
-        samm_frame *f = samm__frame_get((size_t)d);
-        if (f != NULL && samm__frame_remove(f, ptr, type, sc)) return d;
+    size_t i;
+    samm_frame *f;
+    switch (in->kind) {
+    case SAMM_PTR_FOREIGN:
+        if ((f = locate_foreign(t, p, &i)) == NULL) return 1;
+        break;
+    case SAMM_PTR_TRACKED:
+        if ((f = locate_ours(t, p, in->word, &i)) == NULL) {
+            report_state(SAMM_PTR_TRACKED, call, p);
+            return -1;
+        }
+        break;
+    case SAMM_PTR_LIVE:
+        return 1;
+    default:
+        report_state(in->kind, call, p);
+        return -1;
     }
-    return -1;
+    *type = f->types[i];
+    *depth = f->depth;
+    samm__frame_remove_at(f, i);
+    if (in->kind == SAMM_PTR_TRACKED) {
+        STORE(in->meta, SAMM_META_LIVE);
+        in->kind = SAMM_PTR_LIVE;
+        in->word = SAMM_META_LIVE;
+    }
+    return 0;
 }
 
-void samm_untrack(void *ptr)
+void samm_untrack(void *p)
 {
-    ensure_ready();
-    if (ptr == NULL || !is_on()) return;
-    untrack_from(ptr, NULL, NULL);
+    static const char call[] = "samm_untrack";
+    if (p == NULL) return;
+    samm_tld *t = samm__tld_get(call);
+    if (t == NULL || !atomic_load_explicit(&samm__enabled, RELAXED)) return;
+    samm_ptr_info in;
+    samm__classify(p, &in);
+    uint8_t type;
+    int depth;
+    if (untrack_from(t, p, &in, &type, &depth, call) == 0) count_removed(t, type);
 }
 
-void samm_retain(void *ptr, int parent_offset)
+void samm_retain(void *p, int parent_offset)
 {
-    ensure_ready();
-    if (ptr == NULL || !is_on()) return;
+    static const char call[] = "samm_retain";
+    if (p == NULL) return;
+    samm_tld *t = samm__tld_get(call);
+    if (t == NULL || !atomic_load_explicit(&samm__enabled, RELAXED)) return;
     if (parent_offset < 0) {
-        samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_retain", ptr, "negative level %d for %p; ignored",
-                     parent_offset, ptr);
+        samm__report(SAMM_ERR_BAD_ARGUMENT, call, p, "negative level %d for %p; ignored",
+                     parent_offset, p);
         return;
     }
-    samm__count(T.ctr, SAMM_C_RETAINS, 1);
-    uint8_t type, sc;
-    int from = untrack_from(ptr, &type, &sc);
-    if (from < 0) {
-        samm__report(SAMM_ERR_NOT_TRACKED, "samm_retain", ptr, "retain of untracked pointer %p",
-                     ptr);
+    samm__count(t, SAMM_C_RETAINS, 1);
+    samm_ptr_info in;
+    samm__classify(p, &in);
+    size_t i;
+    samm_frame *f;
+    switch (in.kind) {
+    case SAMM_PTR_TRACKED:
+        if ((f = locate_ours(t, p, in.word, &i)) == NULL) {
+            report_state(SAMM_PTR_TRACKED, call, p);
+            return;
+        }
+        break;
+    case SAMM_PTR_FOREIGN:
+    case SAMM_PTR_LIVE:
+        if (in.kind == SAMM_PTR_LIVE || (f = locate_foreign(t, p, &i)) == NULL) {
+            samm__report(SAMM_ERR_NOT_TRACKED, call, p, "retain of untracked pointer %p", p);
+            return;
+        }
+        break;
+    default:
+        report_state(in.kind, call, p);
         return;
     }
+    int from = f->depth;
     int to = parent_offset >= from ? 0 : from - parent_offset;
-    /* Cannot fail back at `from`: the entry just left, so there is room. */
-    if (!samm__frame_add((size_t)to, ptr, type, sc, "samm_retain"))
-        samm__frame_add((size_t)from, ptr, type, sc, "samm_retain");
-    SAMM_TRACE("retain %p from depth %d to %d", ptr, from, to);
+    if (to == from) return; /* stays where it is, in its place */
+    uint8_t type = f->types[i];
+    _Atomic uint32_t *meta = in.kind == SAMM_PTR_TRACKED ? in.meta : NULL;
+    samm__frame_remove_at(f, i);
+    /* Back where it was if the outer frame cannot grow: the entry just
+     * left, so there is room. */
+    if (samm__frame_append(samm__frame_at(t, to), p, type, meta, call) == SIZE_MAX)
+        samm__frame_append(f, p, type, meta, call);
+    SAMM_TRACE("retain %p from depth %d to %d", p, from, to);
 }
 
 void samm_retain_parent(void *ptr)
@@ -461,53 +523,103 @@ void samm_retain_parent(void *ptr)
 }
 
 /* ------------------------------------------------------------------------
- * Allocation (the pools do the work)
+ * Allocation with tracking, and free
  * ---------------------------------------------------------------------- */
-void *samm_alloc_object(size_t size)
+void samm_free_object(void *p)
 {
-    ensure_ready();
-    return samm__obj_alloc(size, "samm_alloc_object");
-}
-
-void samm_free_object(void *ptr)
-{
-    ensure_ready();
-    if (ptr == NULL) return;
-    untrack_from(ptr, NULL, NULL);
-    samm__mem_release(ptr, "samm_free_object");
+    static const char call[] = "samm_free_object";
+    if (p == NULL) return;
+    samm_tld *t = samm__tld_get(call);
+    if (t == NULL) return;
+    samm_ptr_info in;
+    samm__classify(p, &in);
+    uint8_t type;
+    int depth;
+    switch (in.kind) {
+    case SAMM_PTR_FREE:
+        samm__double_free(t, p, call);
+        return;
+    case SAMM_PTR_INTERIOR:
+        samm__report(SAMM_ERR_INTERIOR_POINTER, call, p,
+                     "%p points inside a libsamm block or its bookkeeping; not freed", p);
+        return;
+    case SAMM_PTR_FOREIGN:
+        if (untrack_from(t, p, &in, &type, &depth, call) == 0) count_removed(t, type);
+        samm__foreign_free(t, p, call);
+        return;
+    case SAMM_PTR_TRACKED:
+        if (untrack_from(t, p, &in, &type, &depth, call) != 0) return;
+        count_removed(t, type);
+        break;
+    case SAMM_PTR_LIVE:
+        break;
+    }
+    samm__release_block(t, in.slab, p, in.meta, in.word, call);
 }
 
 void *samm_alloc(size_t size, SAMMAllocType type)
 {
-    ensure_ready();
+    static const char call[] = "samm_alloc";
     if ((unsigned)type > 255) {
-        samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_alloc", NULL, "type %d out of range 0..255",
-                     (int)type);
+        samm__report(SAMM_ERR_BAD_ARGUMENT, call, NULL, "type %d out of range 0..255", (int)type);
         return NULL;
     }
-    void *p = samm__obj_alloc(size, "samm_alloc");
-    if (!track(p, (uint8_t)type, "samm_alloc")) {
+    samm_tld *t = samm__tld_get(call);
+    if (t == NULL) return NULL;
+    int desc = type == SAMM_ALLOC_STRING      ? SAMM_DESC_STRING
+               : type == SAMM_ALLOC_LIST      ? SAMM_DESC_LIST
+               : type == SAMM_ALLOC_LIST_ATOM ? SAMM_DESC_ATOM
+                                              : -1;
+    if (desc >= 0) samm__desc_freeze();
+    void *p;
+    if (desc >= 0 && size <= samm__layout(desc)->size)
+        p = samm__alloc_pool(t, desc, samm__layout(desc)->size, call);
+    else
+        p = samm__alloc_any(t, size, call);
+    if (p == NULL) return NULL;
+    if (!track(p, (uint8_t)type, call)) {
         /* Untracked memory would leak: give it back, like a failed malloc. */
-        samm__mem_release(p, "samm_alloc");
+        samm_ptr_info in;
+        samm__classify(p, &in);
+        samm__release_block(t, in.slab, p, in.meta, in.word, call);
         return NULL;
     }
     return p;
 }
 
-void *samm_alloc_string(void)
+/* ------------------------------------------------------------------------
+ * Waiting and shutting down
+ * ---------------------------------------------------------------------- */
+void samm_wait(void)
 {
-    ensure_ready();
-    return samm__desc_alloc(SAMM_DESC_STRING, "samm_alloc_string");
+    samm_tld *t = samm__tld_get("samm_wait");
+    if (t == NULL || t->is_worker) return;
+    samm__worker_wait();
+    samm__take_mail(t, "samm_wait");
+    samm__publish_all(t);
 }
 
-void *samm_alloc_list(void)
-{
-    ensure_ready();
-    return samm__desc_alloc(SAMM_DESC_LIST, "samm_alloc_list");
-}
+void samm__leak_report(const char *call);
 
-void *samm_alloc_list_atom(void)
+void samm_shutdown(void)
 {
-    ensure_ready();
-    return samm__desc_alloc(SAMM_DESC_ATOM, "samm_alloc_list_atom");
+    static const char call[] = "samm_shutdown";
+    if (!atomic_load_explicit(&initialized, memory_order_acquire)) return;
+    samm_tld *t = samm__tld_get(call);
+    if (t == NULL) return;
+    samm_wait();
+    if (t->cur->depth + t->phantom > 0)
+        samm__report(SAMM_ERR_SCOPE_IMBALANCE, call, NULL,
+                     "shutdown with %d scope(s) open; cleaning them", t->cur->depth + t->phantom);
+    samm__unwind_all(t, call);
+    samm_wait(); /* hooks may have queued more */
+    samm__worker_stop();
+    samm__take_mail(t, call);
+    samm__heap_collect(t);
+    samm__publish_all(t);
+    samm__leak_report(call);
+    if (samm__opt.stats_at_exit) samm_print_stats();
+    pthread_mutex_lock(&init_lock);
+    atomic_store_explicit(&initialized, 0, memory_order_release);
+    pthread_mutex_unlock(&init_lock);
 }

@@ -1,9 +1,12 @@
+/* SPDX-License-Identifier: MIT */
 /* error.c - how errors leave the library: one user-settable handler, a
- * default that prints one "samm: ..." line to stderr, and a count.
+ * default that prints one "samm: ..." line to stderr, a count; and what a
+ * failed assertion of a debug build does.
  */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -44,6 +47,14 @@ const char *samm_error_name(SAMMErrorCode code)
         return "leak";
     case SAMM_ERR_BAD_ARGUMENT:
         return "bad argument";
+    case SAMM_ERR_INTERIOR_POINTER:
+        return "interior pointer";
+    case SAMM_ERR_DOUBLE_TRACK:
+        return "double track";
+    case SAMM_ERR_NOT_OWNER:
+        return "not owner";
+    case SAMM_ERR_FREED_POINTER:
+        return "freed pointer";
     }
     return "unknown error";
 }
@@ -89,4 +100,12 @@ void samm__report(SAMMErrorCode code, const char *call, const void *ptr, const c
     char line[320];
     snprintf(line, sizeof line, "samm: %s in %s\n", msg, err.call);
     fputs(line, stderr);
+}
+
+void samm__assert_fail(const char *cond, const char *file, int line, const char *func)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "samm: assertion failed: %s (%s:%d, %s)\n", cond, file, line, func);
+    fputs(msg, stderr);
+    abort();
 }

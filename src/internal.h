@@ -1,7 +1,11 @@
-/* internal.h - what libsamm's modules share among themselves.
+/* SPDX-License-Identifier: MIT */
+/* internal.h - what libsamm's modules call across files.
  *
  * Names: samm_ public (include/), samm__ internal across files, static inside
- * one file.  Nothing here is exported from the shared library.
+ * one file.  Nothing here is exported from the shared library.  The module
+ * graph reads top-down: core -> scope -> cleanup/worker -> alloc/heap ->
+ * slab -> os; stats, options and error are leaves everyone writes into;
+ * thread.c starts and ends a thread's context and orders fork.
  */
 #ifndef SAMM_INTERNAL_H
 #define SAMM_INTERNAL_H
@@ -14,341 +18,363 @@
 
 #include "samm.h"
 #include "samm_scope.h"
+#include "track.h"
+#include "types.h"
 
 #define SAMM_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SAMM_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define SAMM_TLS _Thread_local __attribute__((tls_model("initial-exec")))
 #define SAMM_NOINLINE __attribute__((noinline))
 #define SAMM_COLD __attribute__((cold, noinline))
+#define SAMM_INLINE static inline __attribute__((always_inline))
+
+#define RELAXED memory_order_relaxed
+#define LOAD(p) atomic_load_explicit((p), memory_order_relaxed)
+#define STORE(p, v) atomic_store_explicit((p), (v), memory_order_relaxed)
 
 /* ------------------------------------------------------------------------
- * Allocation hook (xalloc.c): every allocation the library makes (its
- * bookkeeping, large objects, slab mappings) goes through these, so tests
- * can inject failures.  They are plain malloc/realloc/free/mmap
- * underneath: what the malloc family returns may be released with free().
+ * Assertions, in three strengths, compiled in by the SAMM_DEBUG level:
+ *   SAMM_ASSERT           level >= 1: cheap checks of arguments and states
+ *   SAMM_ASSERT_INTERNAL  level >= 2: invariants of the data structures
+ *   SAMM_ASSERT_EXPENSIVE level >= 3: walks (list membership, whole frames)
+ * Release builds use level 0: none of them costs anything.  The test
+ * builds run at 2 (release and TSan) and 3 (ASan).
+ * ---------------------------------------------------------------------- */
+#ifndef SAMM_DEBUG
+#define SAMM_DEBUG 0
+#endif
+void samm__assert_fail(const char *cond, const char *file, int line, const char *func)
+    __attribute__((noreturn, cold));
+#define SAMM_CHECK_(c, text) ((c) ? (void)0 : samm__assert_fail(text, __FILE__, __LINE__, __func__))
+#if SAMM_DEBUG >= 1
+#define SAMM_ASSERT(c) SAMM_CHECK_(c, #c)
+#else
+#define SAMM_ASSERT(c) ((void)0)
+#endif
+#if SAMM_DEBUG >= 2
+#define SAMM_ASSERT_INTERNAL(c) SAMM_CHECK_(c, #c)
+#else
+#define SAMM_ASSERT_INTERNAL(c) ((void)0)
+#endif
+#if SAMM_DEBUG >= 3
+#define SAMM_ASSERT_EXPENSIVE(c) SAMM_CHECK_(c, #c)
+#else
+#define SAMM_ASSERT_EXPENSIVE(c) ((void)0)
+#endif
+
+/* ------------------------------------------------------------------------
+ * os.c: memory from the system.  Bookkeeping comes from the malloc family
+ * (what it returns may be released with free()); blocks come from mmap.
+ * Every allocation passes through here, so tests can make the k-th one
+ * fail.
  * ---------------------------------------------------------------------- */
 void *samm__malloc(size_t n);
 void *samm__calloc(size_t n, size_t size);
 void *samm__realloc(void *p, size_t n);
 void samm__free(void *p);
-/* Anonymous read-write memory (slabs), or NULL; released with munmap. */
-void *samm__map(size_t len);
-
-/* Test hook: the next `ok` allocations succeed, then `fail` fail, then all
- * succeed again.  samm__fail_reset() disarms it. */
+/* len bytes of zeroed read-write memory aligned to `align` (a power of two,
+ * at most SAMM_SLAB_SIZE), or NULL. */
+void *samm__os_map(size_t len, size_t align);
+/* Gives the pages back; the range stays mapped and reads as zero. */
+void samm__os_decommit(void *p, size_t len);
+size_t samm__os_page_size(void);
+void samm__os_init(void);
+/* Failure injection: the next `ok` allocations succeed, then `fail` fail,
+ * then all succeed.  samm__fail_reset disarms it. */
 void samm__fail_after(long ok, long fail);
 void samm__fail_reset(void);
+/* Allocations made since the process started (the sweep's k range), and
+ * failures injected so far. */
+uint64_t samm__alloc_count(void);
+uint64_t samm__fail_count(void);
 
 /* ------------------------------------------------------------------------
- * Error reporting (error.c): the single place errors leave the library.
- * `fmt` describes the problem; the pointer, if any, is part of the message.
+ * slab.c: slabs, spans and the registry that tells any pointer's owner.
  * ---------------------------------------------------------------------- */
-void samm__error_atfork_prepare(void);
-/* In the parent and in the child alike. */
-void samm__error_atfork_release(void);
-void samm__report(SAMMErrorCode code, const char *call, const void *ptr, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-/* ------------------------------------------------------------------------
- * Scope storage (scope.c).  The frame layout is shared so that the core can
- * use the inline fast paths below instead of the exported wrappers.
- * ---------------------------------------------------------------------- */
-typedef struct samm_frame {
-    void **ptrs;
-    uint8_t *types;
-    uint8_t *sc;
-    size_t count;
-    size_t cap;
-    uint64_t *index; /* lazy hash index (index[-1] is its capacity) or NULL */
-    /* Which pointers may be here: one bit of 256 per pointer hash, set on
-     * add and cleared when the frame empties.  A remove skips frames whose
-     * bit is clear, so freeing an untracked object does not scan every
-     * open scope of the thread. */
-    uint64_t filter[4];
-} samm_frame;
-
-static inline unsigned samm__filter_bit(const void *p)
-{
-    return (unsigned)(((uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ULL) >> 56);
-}
-
-static inline void samm__filter_add(samm_frame *f, const void *p)
-{
-    unsigned b = samm__filter_bit(p);
-    f->filter[b >> 6] |= (uint64_t)1 << (b & 63);
-}
-
-static inline bool samm__frame_may_hold(const samm_frame *f, const void *p)
-{
-    unsigned b = samm__filter_bit(p);
-    return f->count != 0 && (f->filter[b >> 6] >> (b & 63) & 1) != 0;
-}
-
-static inline void samm__filter_clear(samm_frame *f)
-{
-    f->filter[0] = f->filter[1] = f->filter[2] = f->filter[3] = 0;
-}
-
-typedef struct samm_frames {
-    samm_frame *v;
-    size_t n; /* frames allocated: valid depths are 0..n-1 */
-} samm_frames;
-
-extern SAMM_TLS samm_frames samm__tls_frames;
-
-/* Grows storage so that depth `depth` exists; false (reported) on OOM. */
-bool samm__frames_reserve(size_t depth, const char *call);
-/* Slow path of add: grow the arrays (and index); false (reported) on OOM. */
-bool samm__frame_add_slow(samm_frame *f, void *ptr, uint8_t type, uint8_t sc, const char *call);
-bool samm__frame_remove(samm_frame *f, void *ptr, uint8_t *out_type, uint8_t *out_sc);
-void samm__frame_drop_index(samm_frame *f);
-/* Releases all of the calling thread's frames (arrays included). */
-void samm__frames_release_thread(void);
-/* `hook` runs at thread exit before the thread's frames are released; the
- * core sets it to clean the scopes a thread left open. */
-void samm__set_thread_exit_hook(void (*hook)(void));
-/* Makes sure the thread-exit hook will run for the calling thread. */
-void samm__thread_register(void);
-
-static inline samm_frame *samm__frame_get(size_t depth)
-{
-    return depth < samm__tls_frames.n ? &samm__tls_frames.v[depth] : NULL;
-}
-
-/* Appends without a lock or a call in the common case. */
-static inline bool samm__frame_add(size_t depth, void *ptr, uint8_t type, uint8_t sc,
-                                   const char *call)
-{
-    samm_frame *f = samm__frame_get(depth);
-    if (SAMM_UNLIKELY(f == NULL)) {
-        if (!samm__frames_reserve(depth, call)) return false;
-        f = &samm__tls_frames.v[depth];
-    }
-    if (SAMM_LIKELY(f->count < f->cap && f->index == NULL)) {
-        size_t i = f->count++;
-        f->ptrs[i] = ptr;
-        f->types[i] = type;
-        f->sc[i] = sc;
-        samm__filter_add(f, ptr);
-        return true;
-    }
-    return samm__frame_add_slow(f, ptr, type, sc, call);
-}
-
-/* Empties a frame, keeping its arrays. */
-static inline void samm__frame_reset(samm_frame *f)
-{
-    f->count = 0;
-    samm__filter_clear(f);
-    if (f->index) samm__frame_drop_index(f);
-}
-
-/* ------------------------------------------------------------------------
- * Counters and options (stats.c).  Each thread owns a counter block that
- * only it writes (relaxed load + store: plain moves, no lock prefix);
- * readers sum every live block plus what exited threads left behind.
- * ---------------------------------------------------------------------- */
-enum {
-    SAMM_C_SCOPES_ENTERED,
-    SAMM_C_SCOPES_EXITED,
-    SAMM_C_TRACKED,
-    SAMM_C_CLEANED,
-    SAMM_C_BATCHES,
-    SAMM_C_RETAINS,
-    SAMM_C_STRINGS_TRACKED,
-    SAMM_C_CLEANUP_NS,
-    SAMM_C_INLINE_FALLBACKS,
-    SAMM_C_BYTES_FREED_RECORDED,
-    SAMM_C_PEAK_DEPTH, /* merged with max, not summed */
-    SAMM_C__COUNT
-};
-
-typedef struct samm_counters {
-    _Atomic uint64_t c[SAMM_C__COUNT];
-    _Atomic uint64_t by_type[256];
-    struct samm_counters *next, *prev;
-} samm_counters;
-
-/* Adds to a counter only its owning thread writes: a relaxed load and
- * store (plain moves), never a lock-prefixed instruction. */
-static inline void samm__counter_add(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
-                          memory_order_relaxed);
-}
-
-static inline void samm__count(samm_counters *k, int i, uint64_t n)
-{
-    samm__counter_add(&k->c[i], n);
-}
-
-/* A counter block for the calling thread, registered for readers.  Never
- * NULL: when memory runs out a shared block is used (counts may then be
- * approximate; the failure is reported). */
-samm_counters *samm__counters_attach(void);
-/* The calling thread's block (core.c). */
-samm_counters *samm__thread_counters(void);
-/* Folds a thread's block into the totals of exited threads and frees it. */
-void samm__counters_detach(samm_counters *k);
-/* Sums all counters into `out` (SAMM_C_* order) and `by_type`. */
-void samm__counters_sum(uint64_t out[SAMM_C__COUNT], uint64_t by_type[256]);
-void samm__counters_atfork_prepare(void);
-void samm__counters_atfork_parent(void);
-void samm__counters_atfork_child(void);
-
-/* Options read from the environment at init (see README, "Environment"). */
 typedef struct {
-    int cleanup_mode; /* SAMMCleanupMode */
-    bool trace;
-    bool stats_at_shutdown;
-    size_t queue_batches;
-} samm_options;
-void samm__options_read(samm_options *o);
-/* True for a set, non-empty value other than 0/off/no/false. */
-bool samm__env_flag(const char *name);
-extern atomic_int samm__trace_on;
-#define SAMM_TRACE(...)                                                                            \
-    do {                                                                                           \
-        if (SAMM_UNLIKELY(atomic_load_explicit(&samm__trace_on, memory_order_relaxed)))            \
-            samm__trace_line(__VA_ARGS__);                                                         \
-    } while (0)
-void samm__trace_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+    uint32_t size, first, nslots, recip;
+    uint8_t shift;
+} samm_layout;
 
-/* ------------------------------------------------------------------------
- * Cleanup (cleanup.c): the type registry and the batch cleaner.
- * ---------------------------------------------------------------------- */
-/* Cleans entries newest first (ptrs[n-1] down to ptrs[0]): a registered
- * hook, or the type's default (OBJECT's destructor, then the memory),
- * counting into the calling thread's counters.  With defer_release the
- * memory of default releases is not released: those pointers are moved to
- * ptrs[n-k..n-1] and k is returned (their owner releases them).  `call`
- * names the public call for error reports. */
-size_t samm__clean(void **ptrs, const uint8_t *types, size_t n, const char *call,
-                   bool defer_release);
+void samm__slab_init(void);
+const samm_layout *samm__layout(int pool);
+size_t samm__pool_slot_size(int pool);
+/* Freezes the descriptor sizes (first descriptor allocation). */
+void samm__desc_freeze(void);
+/* A span of `nslabs` slabs, registered, its header cleared, or NULL
+ * (reported under `call`).  *dirty: its pages after the header may hold
+ * old data (a recently freed huge span kept committed). */
+samm_slab *samm__span_get(size_t nslabs, bool *dirty, const char *call);
+/* Returns a span (a pool slab is a span of one): its pages go back to the
+ * system except the header's, which keeps saying what the memory was.
+ * Counted (bytes returned, slabs gone) in t's counters. */
+void samm__span_put(samm_tld *t, samm_slab *s);
+/* Huge spans kept committed go back to the system. */
+void samm__span_trim(void);
+/* Formats a span of one as an empty slab of `pool` owned by `owner`. */
+void samm__slab_format(samm_slab *s, int pool, samm_tld *owner);
+void samm__slab_atfork_prepare(void);
+void samm__slab_atfork_release(void);
 
-/* ------------------------------------------------------------------------
- * Worker (worker.c): bounded queue of detached batches, one thread.
- * ---------------------------------------------------------------------- */
-typedef struct samm_mailbox samm_mailbox;
-
-typedef struct samm_batch {
-    void **ptrs;
-    uint8_t *types;
-    uint8_t *sc;
-    size_t count;
-    size_t cap;
-    samm_mailbox *mbox; /* where the worker sends it back, or NULL    */
-    size_t nrelease;    /* back from the worker: ptrs[count-nrelease..]
-                           still need their memory released          */
-} samm_batch;
-
-/* Takes a frame's arrays and entries out as a batch, leaving the frame
- * empty and without arrays. */
-static inline samm_batch samm__frame_take(samm_frame *f)
+SAMM_INLINE samm_slab *samm__slab_of(const void *p)
 {
-    samm_batch b = {f->ptrs, f->types, f->sc, f->count, f->cap, NULL, 0};
-    samm__frame_drop_index(f);
-    f->ptrs = NULL;
-    f->types = NULL;
-    f->sc = NULL;
-    f->count = f->cap = 0;
-    samm__filter_clear(f);
-    return b;
+    return (samm_slab *)((uintptr_t)p & ~(uintptr_t)SAMM_SLAB_MASK);
 }
 
+SAMM_INLINE _Atomic uint32_t *samm__meta_of(const samm_slab *s, const void *p)
+{
+    return (_Atomic uint32_t *)((char *)s + SAMM_META_OFF) +
+           (((uintptr_t)p & SAMM_SLAB_MASK) >> s->shift);
+}
+
+/* Where a pointer stands. */
+typedef enum {
+    SAMM_PTR_FOREIGN,  /* not libsamm's memory                        */
+    SAMM_PTR_INTERIOR, /* inside libsamm's memory, not a block start  */
+    SAMM_PTR_FREE,     /* start of a free block: freed already        */
+    SAMM_PTR_LIVE,     /* start of a live, untracked block            */
+    SAMM_PTR_TRACKED   /* start of a live block tracked in a scope    */
+} samm_ptr_kind;
+
+typedef struct {
+    samm_ptr_kind kind;
+    samm_slab *slab;        /* set unless FOREIGN                          */
+    _Atomic uint32_t *meta; /* set for FREE, LIVE, TRACKED                */
+    uint32_t word;          /* the slot word read                          */
+} samm_ptr_info;
+
+/* Reads no memory that is not libsamm's: the registry first. */
+samm_ptr_kind samm__classify(const void *p, samm_ptr_info *out);
+/* Cheaper: whether p lies in libsamm's memory at all. */
+bool samm__is_ours(const void *p);
+
+/* ------------------------------------------------------------------------
+ * heap.c: the calling thread's pools.
+ * ---------------------------------------------------------------------- */
+/* A slot of `pool` when the active slab has none, or NULL (reported). */
+void *samm__heap_alloc_slow(samm_tld *t, int pool, const char *call);
+/* What the fast-path tables point to when a pool has no active slab. */
+extern samm_slab samm__slab_empty;
+/* Slots of `s` (owned by t) whose words were set free: head..tail, n. */
+void samm__heap_free_local(samm_tld *t, samm_slab *s, void *head, void *tail, uint32_t n);
+/* n slots of s (owned by t) were pushed onto its free list (and counted
+ * in s->nfree) by a cleanup batch: counts and list moves. */
+void samm__heap_settle(samm_tld *t, samm_slab *s, uint32_t n);
+/* A slot of a slab t does not own, word already set free. */
+void samm__heap_free_remote(samm_tld *t, samm_slab *s, void *p);
+/* Pushes out the frees held back for other threads' slabs. */
+void samm__heap_flush_remote(samm_tld *t);
+/* Counts what the active slabs handed out (publication). */
+void samm__heap_fold(samm_tld *t);
+/* Takes in every slot other threads gave back (statistics, trim). */
+void samm__heap_collect(samm_tld *t);
+/* The same for the slabs of ended threads (counted by t). */
+void samm__heap_collect_abandoned(samm_tld *t);
+/* Thread end: every slab goes to the system or to the abandoned lists. */
+void samm__heap_abandon(samm_tld *t);
+void samm__heap_trim(samm_tld *t);
+void samm__heap_atfork_prepare(void);
+void samm__heap_atfork_release(void);
+/* Installs s as pool p's active slab (and in the direct table). */
+void samm__heap_set_active(samm_tld *t, int p, samm_slab *s);
+/* Slabs of `t` are counted and the heap emptied (fork child, dead thread). */
+void samm__heap_disown(samm_tld *t);
+
+/* ------------------------------------------------------------------------
+ * alloc.c: blocks out and back.
+ * ---------------------------------------------------------------------- */
+void *samm__alloc_small_slow(samm_tld *t, size_t size, const char *call);
+void *samm__alloc_any(samm_tld *t, size_t size, const char *call);
+/* A zeroed slot of `pool` (size bytes of it zeroed at least). */
+void *samm__alloc_pool(samm_tld *t, int pool, size_t size, const char *call);
+/* Releases a live or tracked block of ours (word read as `word` at m),
+ * which the caller took out of every scope. */
+void samm__release_block(samm_tld *t, samm_slab *s, void *p, _Atomic uint32_t *m, uint32_t word,
+                         const char *call);
+void *samm__alloc_desc(samm_tld *t, int pool, const char *call);
+/* Releases the memory of tracked entries of ours (their words say so), in
+ * order.  Runs of one slab pay for the slab once. */
+void samm__release_tracked(samm_tld *t, void *const *ptrs, size_t n, const char *call);
+/* Releases one pointer of any kind found in a batch (ours or foreign). */
+void samm__release_entry(samm_tld *t, void *p, const char *call);
+/* A huge block of `size` bytes, untracked. */
+void *samm__huge_alloc(samm_tld *t, size_t size, const char *call);
+void samm__huge_free(samm_tld *t, samm_slab *s, const char *call);
+/* Reports a double free (counted). */
+void samm__double_free(samm_tld *t, const void *p, const char *call);
+
+/* ------------------------------------------------------------------------
+ * foreign.c: pointers that are not libsamm's.
+ * ---------------------------------------------------------------------- */
+/* Why p cannot be a malloc block, or NULL if it can be one. */
+const char *samm__not_malloc(const void *p);
+/* free(p) if p can be a malloc block, else reported; counted. */
+void samm__foreign_free(samm_tld *t, void *p, const char *call);
+
+/* ------------------------------------------------------------------------
+ * scope.c: frames.
+ * ---------------------------------------------------------------------- */
+extern char samm__tomb; /* entries removed in place point here */
+#define SAMM_TOMB ((void *)&samm__tomb)
+
+bool samm__scopes_init(samm_tld *t, const char *call);
+void samm__scopes_release(samm_tld *t);
+/* The frame at depth d of t (existing depths only), or NULL. */
+samm_frame *samm__frame_at(samm_tld *t, int depth);
+/* Moves cur one frame in or out, growing the segments; false (reported)
+ * when memory runs out. */
+bool samm__frame_enter_slow(samm_tld *t, const char *call);
+void samm__frame_exit_step(samm_tld *t);
+/* Recomputes t->limit and t->floor from where cur is (not the pokes). */
+uintptr_t samm__frame_limit(samm_tld *t);
+uintptr_t samm__frame_floor(samm_tld *t);
+/* Appends in the slow path; ours: p is a libsamm block whose word goes
+ * to TRACKED.  The index of the entry, or SIZE_MAX (reported OOM). */
+size_t samm__frame_append(samm_frame *f, void *p, uint8_t type, _Atomic uint32_t *meta,
+                          const char *call);
+/* Removes entry i (a tombstone unless it is the last). */
+void samm__frame_remove_at(samm_frame *f, size_t i);
+/* Index of the newest entry for foreign pointer p, or SIZE_MAX. */
+size_t samm__frame_find(samm_frame *f, const void *p);
+/* What the fast path may append up to, from the frame's state. */
+void samm__frame_set_cap(samm_frame *f);
+/* Takes the arrays (and entries) out; the frame is left empty, without. */
+samm_batch samm__frame_take(samm_frame *f);
+/* An empty frame without arrays takes the batch's; otherwise freed. */
+void samm__frame_adopt_arrays(samm_frame *f, samm_batch *b);
 void samm__batch_free_arrays(samm_batch *b);
-/* Releases the memory the worker left to the batch's owner (the pointers
- * samm__clean parked at the end of b->ptrs). */
-void samm__batch_release_deferred(samm_batch *b, const char *call);
+/* Every frame of t: cap poked to 0 (disabled) or recomputed. */
+void samm__frames_poke(samm_tld *t, bool disabled);
 
-/* A frame left without arrays (f may be NULL) takes the batch's arrays for
- * its next entries, which spares a scope its mallocs; otherwise they are
- * freed. */
-static inline void samm__frame_adopt_arrays(samm_frame *f, samm_batch *b)
+/* ------------------------------------------------------------------------
+ * core.c
+ * ---------------------------------------------------------------------- */
+extern atomic_int samm__enabled;
+extern SAMM_TLS int samm__phantom_early;
+void samm__init_atfork_prepare(void);
+void samm__init_atfork_release(void);
+void samm__leak_report(const char *call);
+/* Cleans every open scope of t and its global scope, inline. */
+void samm__unwind_all(samm_tld *t, const char *call);
+/* Releases what the worker sent back to t. */
+void samm__take_mail(samm_tld *t, const char *call);
+/* The real floor/limit, with the pokes (disabled, mail) applied. */
+void samm__tld_refresh(samm_tld *t);
+void samm__ensure_init(void);
+
+/* ------------------------------------------------------------------------
+ * thread.c: contexts.
+ * ---------------------------------------------------------------------- */
+extern SAMM_TLS samm_tld *samm__tld;
+extern samm_tld samm__tld_empty;
+/* The calling thread's context, made on first use; NULL (reported) only
+ * when memory for it runs out. */
+samm_tld *samm__tld_attach(const char *call);
+SAMM_INLINE samm_tld *samm__tld_get(const char *call)
 {
-    if (f == NULL || f->cap != 0) {
-        samm__batch_free_arrays(b);
-        return;
-    }
-    f->ptrs = b->ptrs;
-    f->types = b->types;
-    f->sc = b->sc;
-    f->cap = b->cap;
+    samm_tld *t = samm__tld;
+    return SAMM_LIKELY(t != &samm__tld_empty) ? t : samm__tld_attach(call);
 }
+/* Once per process: the thread-exit key and the fork handlers. */
+void samm__thread_process_init(void);
+/* The cleanup worker's context is made by the thread that starts it (so a
+ * worker never runs without one) and installed by the worker. */
+samm_tld *samm__tld_prepare(const char *call);
+void samm__tld_install(samm_tld *t);
+void samm__tld_unprepare(samm_tld *t);
+/* Runs fn on every context in use, under the registry lock. */
+void samm__tld_each(void (*fn)(samm_tld *t, void *arg), void *arg);
+/* True if p is on the stack of a thread that uses libsamm. */
+bool samm__on_some_stack(uintptr_t p);
+/* The counters of ended threads (under the registry lock). */
+void samm__tld_sum_retired(samm_counters *into);
 
-/* Queues a batch and takes ownership of its arrays; false when the queue
- * is full or the worker cannot run: the caller then cleans inline.  Either
- * way, the batches finished for b->mbox are moved to `done` (room for
- * SAMM_MAILBOX_CAP) and counted in *n_done. */
-#define SAMM_MAILBOX_CAP 32
-bool samm__worker_submit(const samm_batch *b, samm_batch *done, size_t *n_done);
-/* A mailbox for the calling thread, or NULL (then the worker releases its
- * memory itself). */
-samm_mailbox *samm__mailbox_new(void);
-/* Moves the finished batches out (room for SAMM_MAILBOX_CAP). */
-size_t samm__mailbox_take(samm_mailbox *mb, samm_batch *done);
-void samm__mailbox_delete(samm_mailbox *mb);
-/* Releases what every mailbox holds (shutdown). */
-void samm__mailbox_drain_all(void);
+/* ------------------------------------------------------------------------
+ * cleanup.c: the type registry and the batch cleaner.
+ * ---------------------------------------------------------------------- */
+/* Cleans the batch newest first: a registered hook, or the type's default
+ * (OBJECT's destructor, then the memory).  With `defer`, the memory of
+ * default releases is not released: those pointers are moved to the end
+ * of b->ptrs and b->nrelease says how many (their owner releases them). */
+void samm__clean(samm_tld *t, samm_batch *b, bool defer, const char *call);
+/* Releases what samm__clean(defer) left in b. */
+void samm__release_deferred(samm_tld *t, samm_batch *b, const char *call);
+
+/* ------------------------------------------------------------------------
+ * worker.c: background cleanup.
+ * ---------------------------------------------------------------------- */
+/* Queues b (taking its arrays); false when the queue is full or no worker
+ * can run: the caller cleans inline. */
+bool samm__worker_submit(samm_tld *t, const samm_batch *b);
+/* Moves t's finished batches to `out` (room for SAMM_MAILBOX_CAP). */
+size_t samm__mail_take(samm_tld *t, samm_batch *out);
+/* Returns once every batch queued before the call is cleaned. */
 void samm__worker_wait(void);
 void samm__worker_stop(void);
 bool samm__worker_active(void);
 uint64_t samm__worker_high_water(void);
-bool samm__on_worker_thread(void);
 void samm__worker_set_capacity(size_t batches);
 void samm__worker_atfork_prepare(void);
 void samm__worker_atfork_parent(void);
 void samm__worker_atfork_child(void);
 
 /* ------------------------------------------------------------------------
- * Pools (pool.c, bloom.c): all object and descriptor memory.  The owner of
- * any pointer (a pool, the large-object set, or nobody) is found from the
- * pointer itself, validated against a registry of slabs before anything is
- * read through it.  Everything here auto-initialises and is thread-safe.
+ * stats.c: counters.
  * ---------------------------------------------------------------------- */
-enum { SAMM_DESC_STRING = 0, SAMM_DESC_LIST = 1, SAMM_DESC_ATOM = 2 };
-#define SAMM_OBJECT_CLASSES 6 /* 32, 64, 128, 256, 512, 1024 */
-#define SAMM_SC_NONE 0xFF     /* size-class byte stored in scope entries */
+SAMM_INLINE void samm__add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, RELAXED) + n, RELAXED);
+}
+SAMM_INLINE void samm__count(samm_tld *t, int i, uint64_t n)
+{
+    samm__add(&t->ctr.c[i], n);
+}
+/* Brings t's published counters up to date: samm__publish what a scope
+ * exit changed (cheap, per cleaned scope), samm__publish_all also what the
+ * active slabs handed out (samm_wait, statistics, thread end). */
+void samm__publish(samm_tld *t);
+void samm__publish_all(samm_tld *t);
+/* Folds a context's counters into `into` (sum, peak by max). */
+void samm__counters_add(samm_counters *into, samm_counters *from);
 
-/* Zeroed, 16-byte aligned, at least `size` bytes; NULL (reported as
- * SAMM_ERR_OUT_OF_MEMORY under `call`) when memory runs out. */
-void *samm__obj_alloc(size_t size, const char *call);
-/* A zeroed slot of descriptor pool `kind` (SAMM_DESC_*). */
-void *samm__desc_alloc(int kind, const char *call);
-/* Returns any pointer to where it came from: a pool slot to its pool, a
- * large object to the system.  A pointer already free is reported as
- * SAMM_ERR_DOUBLE_FREE; one libsamm never allocated is free()d (counted
- * as a foreign free) unless the Bloom filter says it was probably freed by
- * us, which is reported as a double free instead.  May defer work into a
- * per-thread buffer that samm__pool_flush pushes out. */
-void samm__mem_release(void *ptr, const char *call);
-/* samm__mem_release of ptrs[0..n-1] in that order, cheaper per pointer for
- * runs of pointers into the same slab. */
-void samm__mem_release_many(void *const *ptrs, size_t n, const char *call);
-/* Pushes out what this thread deferred (batched remote frees).  The
- * cleanup worker calls it after each batch. */
-void samm__pool_flush(void);
-/* The calling thread is ending: flush and hand its slabs over. */
-void samm__pool_thread_exit(void);
-/* fork(): the core's pthread_atfork handlers call these in this order. */
-void samm__pool_atfork_prepare(void);
-void samm__pool_atfork_parent(void);
-void samm__pool_atfork_child(void);
-void samm__pool_trim(void);
-/* Adds the pool layer's counters to `out` (objects_allocated, objects_freed,
- * total_bytes_*, double_free_attempts, foreign_frees, bloom_*,
- * bytes_returned_to_os). */
-void samm__pool_fill_stats(SAMMStats *out);
-/* Reports pooled slots still in use as SAMM_ERR_LEAK warnings, one per pool. */
-void samm__pool_report_leaks(const char *call);
+/* ------------------------------------------------------------------------
+ * options.c: SAMM_* environment variables, tracing, timing.
+ * ---------------------------------------------------------------------- */
+typedef struct {
+    int cleanup_mode; /* SAMMCleanupMode */
+    bool trace;
+    bool stats_at_exit;
+    bool pool_off;
+    size_t queue_batches;
+} samm_options;
+extern samm_options samm__opt;
+void samm__options_read(void);
+bool samm__env_flag(const char *name);
+extern atomic_int samm__trace_on;
+extern atomic_int samm__timing_on;
+#define SAMM_TRACE(...)                                                                            \
+    do {                                                                                           \
+        if (SAMM_UNLIKELY(atomic_load_explicit(&samm__trace_on, RELAXED)))                         \
+            samm__trace_line(__VA_ARGS__);                                                         \
+    } while (0)
+void samm__trace_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+uint64_t samm__now_ns(void);
 
-/* Bloom filter over freed large-object addresses (bloom.c), used by pool.c.
- * The bit array is allocated on the first add (an allocation failure is
- * reported under `call` and the address goes unrecorded). */
-void samm__bloom_add(const void *ptr, const char *call);
+/* ------------------------------------------------------------------------
+ * error.c: the single place errors leave the library.
+ * ---------------------------------------------------------------------- */
+void samm__report(SAMMErrorCode code, const char *call, const void *ptr, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void samm__error_atfork_prepare(void);
+void samm__error_atfork_release(void);
+
+/* ------------------------------------------------------------------------
+ * bloom.c: freed addresses of large blocks, for samm_is_probably_freed.
+ * ---------------------------------------------------------------------- */
+void samm__bloom_add(const void *ptr);
 bool samm__bloom_query(const void *ptr);
-double samm__bloom_fp_rate(void);       /* (1 - e^(-kn/m))^k */
-uint64_t samm__bloom_fp_estimate(void); /* estimated false positives answered */
-size_t samm__bloom_memory(void);        /* 65536 once allocated, else 0 */
+double samm__bloom_fp_rate(void);
+uint64_t samm__bloom_fp_estimate(void);
+size_t samm__bloom_memory(void);
 
 #endif /* SAMM_INTERNAL_H */

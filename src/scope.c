@@ -1,125 +1,53 @@
-/* scope.c - scope storage: per-thread frames of three parallel arrays
- * (pointer, type, size class), the seed's samm_scope_* ABI, and the lazy
- * hash index that makes removal O(1) in large frames.
+/* SPDX-License-Identifier: MIT */
+/* scope.c - scope storage: frames of the seed's three parallel arrays, the
+ * per-thread stack of them (in segments that never move), and the
+ * samm_scope_* ABI on a stack of its own.
+ *
+ * Order: entries are cleaned newest first, always.  Removing one from the
+ * middle leaves a tombstone, so nothing moves; tombstones at the end are
+ * popped, and a frame whose tombstones outnumber its entries is compacted
+ * (amortised O(1): each compaction follows at least half as many removals
+ * as it moves entries).  Entries that are libsamm blocks are found through
+ * their slot word; foreign entries through a 256-bit filter and, in frames
+ * holding many of them, a hash index.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-#define FRAME_INITIAL_CAP 32
-/* Frames smaller than this are searched linearly (newest first), which is
- * faster than hashing; larger ones build an index on their first remove. */
-#define INDEX_MIN_COUNT 64
+char samm__tomb;
 
-SAMM_TLS samm_frames samm__tls_frames;
+#define SEG_FIRST 64
+#define SEG_MAX 4096
+#define COMPACT_MIN 32 /* tombstones before a compaction is considered */
 
 /* ------------------------------------------------------------------------
- * Thread lifetime: a pthread key whose destructor runs the core's hook
- * (clean the scopes the thread left open), then releases the frames.
+ * Filter: one bit of 256 per pointer hash, for foreign entries; a search
+ * skips frames whose bit is clear.
  * ---------------------------------------------------------------------- */
-static _Atomic(void (*)(void)) thread_exit_hook;
-static pthread_key_t thread_key;
-static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
-static SAMM_TLS bool thread_registered;
-
-void samm__set_thread_exit_hook(void (*hook)(void))
+static inline unsigned filter_bit(const void *p)
 {
-    atomic_store(&thread_exit_hook, hook);
+    return (unsigned)(((uint64_t)(uintptr_t)p * 0x9E3779B97F4A7C15ULL) >> 56);
 }
 
-static void on_thread_exit(void *unused)
+static inline void filter_add(samm_frame *f, const void *p)
 {
-    (void)unused;
-    thread_registered = false;
-    void (*hook)(void) = atomic_load(&thread_exit_hook);
-    if (hook) hook();
-    /* The hook may have run destructors that tracked again and
-     * re-registered; pthread then calls us once more. */
-    if (!thread_registered) samm__frames_release_thread();
+    unsigned b = filter_bit(p);
+    f->filter[b >> 6] |= (uint64_t)1 << (b & 63);
 }
 
-static void make_key(void)
+static inline bool filter_may_hold(const samm_frame *f, const void *p)
 {
-    if (pthread_key_create(&thread_key, on_thread_exit) != 0)
-        samm__report(SAMM_ERR_OUT_OF_MEMORY, "samm_scope_ensure_init", NULL,
-                     "cannot create the thread-exit key; thread scopes will not be released");
-}
-
-void samm_scope_ensure_init(void)
-{
-    pthread_once(&thread_key_once, make_key);
-}
-
-void samm__thread_register(void)
-{
-    if (thread_registered) return;
-    samm_scope_ensure_init();
-    thread_registered = pthread_setspecific(thread_key, (void *)1) == 0;
+    unsigned b = filter_bit(p);
+    return (f->filter[b >> 6] >> (b & 63) & 1) != 0;
 }
 
 /* ------------------------------------------------------------------------
- * Frame vector
- * ---------------------------------------------------------------------- */
-bool samm__frames_reserve(size_t depth, const char *call)
-{
-    samm_frames *fs = &samm__tls_frames;
-    if (depth < fs->n) return true;
-    size_t n = fs->n ? fs->n : 8;
-    while (n <= depth) {
-        if (n > SIZE_MAX / 2 / sizeof(samm_frame)) {
-            n = depth + 1;
-            break;
-        }
-        n *= 2;
-    }
-    if (n > SIZE_MAX / sizeof(samm_frame)) {
-        samm__report(SAMM_ERR_OUT_OF_MEMORY, call, NULL, "out of memory for scope depth %zu",
-                     depth);
-        return false;
-    }
-    samm_frame *v = samm__realloc(fs->v, n * sizeof *v);
-    if (v == NULL) {
-        samm__report(SAMM_ERR_OUT_OF_MEMORY, call, NULL, "out of memory for scope depth %zu",
-                     depth);
-        return false;
-    }
-    memset(v + fs->n, 0, (n - fs->n) * sizeof *v);
-    fs->v = v;
-    fs->n = n;
-    samm__thread_register();
-    return true;
-}
-
-static void frame_free(samm_frame *f)
-{
-    samm__frame_drop_index(f);
-    samm__free(f->ptrs);
-    samm__free(f->types);
-    samm__free(f->sc);
-    memset(f, 0, sizeof *f);
-}
-
-void samm__frames_release_thread(void)
-{
-    samm_frames *fs = &samm__tls_frames;
-    for (size_t i = 0; i < fs->n; i++)
-        frame_free(&fs->v[i]);
-    samm__free(fs->v);
-    fs->v = NULL;
-    fs->n = 0;
-}
-
-/* ------------------------------------------------------------------------
- * Hash index: open addressing with linear probing.  A slot holds the
- * entry's 32-bit hash in its high half and (entry index + 1) in its low
- * half; 0 is empty.  With the hash in the slot, probing and deletion read
- * the pointer array only to confirm a match.  Slots are 8 bytes because
- * footprint decides the cost in frames larger than the cache: measured
- * here, 16-byte slots holding the pointer itself were slower at 100,000
- * entries than 8-byte ones plus the confirming read.  index[-1] holds the
- * capacity; load stays at or below 3/4 (10.7-21 bytes per entry).
+ * Hash index of foreign entries: open addressing with linear probing.  A
+ * slot holds the entry's 32-bit hash in its high half and (entry index +
+ * 1) in its low half; 0 is empty.  index[-1] holds the capacity; the load
+ * stays at or below 3/4.
  * ---------------------------------------------------------------------- */
 static inline uint32_t hash_ptr(const void *p)
 {
@@ -150,7 +78,7 @@ static inline uint32_t slot_hash(uint64_t v)
     return (uint32_t)(v >> 32);
 }
 
-void samm__frame_drop_index(samm_frame *f)
+static void index_drop(samm_frame *f)
 {
     if (f->index) samm__free(f->index - 1);
     f->index = NULL;
@@ -166,32 +94,35 @@ static void index_insert(samm_frame *f, size_t idx)
     f->index[i] = slot_make(h, idx);
 }
 
-/* Builds an index able to hold `want` entries; false on OOM or a frame too
- * large for 32-bit entry numbers (callers then fall back to scanning). */
-static bool index_build(samm_frame *f, size_t want)
+/* Indexes the foreign entries (all of them in samm_scope_* frames, which
+ * set every entry foreign); false on OOM or a frame too large for 32-bit
+ * entry numbers: searches then scan. */
+static bool index_build(samm_frame *f, size_t want, bool all)
 {
-    if (want >= UINT32_MAX / 4) return false;
+    if (f->count >= UINT32_MAX / 4 || want >= UINT32_MAX / 4) return false;
     size_t cap = 128;
     while (cap < want * 2)
         cap *= 2;
     uint64_t *mem = samm__calloc(cap + 1, sizeof *mem);
     if (mem == NULL) return false;
     mem[0] = cap;
-    samm__frame_drop_index(f);
+    index_drop(f);
     f->index = mem + 1;
-    for (size_t i = 0; i < f->count; i++)
-        index_insert(f, i);
+    for (size_t i = 0; i < f->count; i++) {
+        void *p = f->ptrs[i];
+        if (p != SAMM_TOMB && (all || !samm__is_ours(p))) index_insert(f, i);
+    }
     return true;
 }
 
-/* Slot holding the newest entry for ptr, or SIZE_MAX. */
-static size_t index_find(const samm_frame *f, const void *ptr)
+/* Slot of the newest entry for p, or SIZE_MAX. */
+static size_t index_find(const samm_frame *f, const void *p)
 {
     size_t mask = index_cap(f) - 1, best = SIZE_MAX, best_idx1 = 0;
-    uint32_t h = hash_ptr(ptr);
+    uint32_t h = hash_ptr(p);
     for (size_t i = h & mask; f->index[i] != 0; i = (i + 1) & mask) {
         uint64_t v = f->index[i];
-        if (slot_hash(v) == h && slot_idx(v) + 1 > best_idx1 && f->ptrs[slot_idx(v)] == ptr) {
+        if (slot_hash(v) == h && slot_idx(v) + 1 > best_idx1 && f->ptrs[slot_idx(v)] == p) {
             best = i;
             best_idx1 = slot_idx(v) + 1;
         }
@@ -225,24 +156,47 @@ static void index_delete_slot(samm_frame *f, size_t i)
 }
 
 /* ------------------------------------------------------------------------
- * Frame operations
+ * Frames
  * ---------------------------------------------------------------------- */
-static bool frame_grow(samm_frame *f, const char *call)
+void samm__frame_set_cap(samm_frame *f)
 {
-    size_t cap = f->cap ? f->cap * 2 : FRAME_INITIAL_CAP;
-    if (cap < f->cap || cap > SIZE_MAX / sizeof(void *)) goto oom;
+    size_t cap = f->capacity < SAMM_META_MAX_INDEX ? f->capacity : SAMM_META_MAX_INDEX;
+    if (!atomic_load_explicit(&samm__enabled, RELAXED)) cap = 0;
+    atomic_store(&f->cap, cap);
+    /* Re-checked after the store: a concurrent samm_set_enabled(0) either
+     * saw our store (and zeroed it) or we see its flag. */
+    if (!atomic_load(&samm__enabled)) atomic_store(&f->cap, 0);
+}
+
+static void frame_clear(samm_frame *f)
+{
+    f->count = 0;
+    f->ntomb = 0;
+    f->nforeign = 0;
+    memset(f->filter, 0, sizeof f->filter);
+    index_drop(f);
+}
+
+/* Grows the arrays (all of them or none); with_sc: the size-class array
+ * of samm_scope_* frames too. */
+static bool frame_grow(samm_frame *f, bool with_sc, const char *call)
+{
+    size_t cap = f->capacity ? f->capacity * 2 : SAMM_FRAME_INITIAL_CAP;
+    if (cap < f->capacity || cap > SIZE_MAX / sizeof(void *)) goto oom;
     /* Each array is grown in turn; a failure leaves the earlier ones larger
-     * than `cap` says, which is harmless: cap only moves once all three fit. */
+     * than `capacity` says, which is harmless: it only moves once all fit. */
     void **p = samm__realloc(f->ptrs, cap * sizeof *p);
     if (p == NULL) goto oom;
     f->ptrs = p;
     uint8_t *t = samm__realloc(f->types, cap);
     if (t == NULL) goto oom;
     f->types = t;
-    uint8_t *s = samm__realloc(f->sc, cap);
-    if (s == NULL) goto oom;
-    f->sc = s;
-    f->cap = cap;
+    if (with_sc) {
+        uint8_t *s = samm__realloc(f->sc, cap);
+        if (s == NULL) goto oom;
+        f->sc = s;
+    }
+    f->capacity = cap;
     return true;
 oom:
     samm__report(SAMM_ERR_OUT_OF_MEMORY, call, NULL,
@@ -250,25 +204,335 @@ oom:
     return false;
 }
 
-bool samm__frame_add_slow(samm_frame *f, void *ptr, uint8_t type, uint8_t sc, const char *call)
+size_t samm__frame_append(samm_frame *f, void *p, uint8_t type, _Atomic uint32_t *meta,
+                          const char *call)
 {
-    if (f->count == f->cap && !frame_grow(f, call)) return false;
-    if (f->index && (f->count + 1) * 4 > index_cap(f) * 3 && !index_build(f, f->count + 1)) {
-        /* Cannot keep the index: drop it; removal falls back to scanning. */
-        samm__frame_drop_index(f);
-    }
+    if (f->count == f->capacity && !frame_grow(f, false, call)) return SIZE_MAX;
     size_t i = f->count;
-    f->ptrs[i] = ptr;
+    f->ptrs[i] = p;
     f->types[i] = type;
-    f->sc[i] = sc;
-    if (f->index) index_insert(f, i);
     f->count = i + 1;
-    samm__filter_add(f, ptr);
+    if (meta) {
+        STORE(meta, i < SAMM_META_MAX_INDEX ? SAMM_META_TRACKED + (uint32_t)i : SAMM_META_FAR);
+    } else {
+        f->nforeign++;
+        filter_add(f, p);
+        if (f->index) {
+            if ((f->nforeign + 1) * 4 > index_cap(f) * 3 && !index_build(f, f->nforeign + 1, false))
+                index_drop(f);
+            else
+                index_insert(f, i);
+        }
+    }
+    samm__frame_set_cap(f);
+    return i;
+}
+
+/* Moves the entries down over the tombstones, in order; the slot words of
+ * our entries follow their entries. */
+static void frame_compact(samm_frame *f)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < f->count; i++) {
+        void *p = f->ptrs[i];
+        if (p == SAMM_TOMB) continue;
+        if (i != j) {
+            f->ptrs[j] = p;
+            f->types[j] = f->types[i];
+            samm_ptr_info in;
+            if (samm__classify(p, &in) == SAMM_PTR_TRACKED)
+                STORE(in.meta,
+                      j < SAMM_META_MAX_INDEX ? SAMM_META_TRACKED + (uint32_t)j : SAMM_META_FAR);
+        }
+        j++;
+    }
+    f->count = j;
+    f->ntomb = 0;
+    if (f->index && !index_build(f, f->nforeign, false)) index_drop(f);
+}
+
+void samm__frame_remove_at(samm_frame *f, size_t i)
+{
+    SAMM_ASSERT(i < f->count && f->ptrs[i] != SAMM_TOMB);
+    void *p = f->ptrs[i];
+    bool foreign = !samm__is_ours(p);
+    if (foreign) {
+        if (f->index) index_delete_slot(f, index_slot_of(f, i));
+        f->nforeign--;
+    }
+    if (i + 1 == f->count) {
+        f->count = i;
+        while (f->count > 0 && f->ptrs[f->count - 1] == SAMM_TOMB) {
+            f->count--;
+            f->ntomb--;
+        }
+    } else {
+        f->ptrs[i] = SAMM_TOMB;
+        f->ntomb++;
+    }
+    if (f->count == 0)
+        frame_clear(f);
+    else if (f->ntomb >= COMPACT_MIN && (size_t)f->ntomb * 2 >= f->count)
+        frame_compact(f);
+    SAMM_ASSERT_INTERNAL(f->ntomb <= f->count && f->nforeign <= f->count);
+}
+
+size_t samm__frame_find(samm_frame *f, const void *p)
+{
+    if (f->nforeign == 0 || !filter_may_hold(f, p)) return SIZE_MAX;
+    if (f->index == NULL && f->nforeign >= SAMM_INDEX_MIN) index_build(f, f->nforeign, false);
+    if (f->index) {
+        size_t h = index_find(f, p);
+        return h == SIZE_MAX ? SIZE_MAX : slot_idx(f->index[h]);
+    }
+    for (size_t i = f->count; i-- > 0;)
+        if (f->ptrs[i] == p) return i;
+    return SIZE_MAX;
+}
+
+samm_batch samm__frame_take(samm_frame *f)
+{
+    samm_batch b = {f->ptrs, f->types, f->count, f->capacity, f->ntomb, f->nforeign, NULL, 0};
+    f->ptrs = NULL;
+    f->types = NULL;
+    f->capacity = 0;
+    frame_clear(f);
+    atomic_store(&f->cap, 0);
+    return b;
+}
+
+void samm__batch_free_arrays(samm_batch *b)
+{
+    free(b->ptrs);
+    free(b->types);
+    b->ptrs = NULL;
+    b->types = NULL;
+}
+
+void samm__frame_adopt_arrays(samm_frame *f, samm_batch *b)
+{
+    if (f == NULL || f->capacity != 0 || b->ptrs == NULL) {
+        samm__batch_free_arrays(b);
+        return;
+    }
+    SAMM_ASSERT_INTERNAL(f->count == 0);
+    f->ptrs = b->ptrs;
+    f->types = b->types;
+    f->capacity = b->capacity;
+    b->ptrs = NULL;
+    b->types = NULL;
+    samm__frame_set_cap(f);
+}
+
+/* ------------------------------------------------------------------------
+ * The stack of frames: segments of 64, 128, ... 4096 frames that never
+ * move.  limit (enter) and floor (exit) tell the fast paths when to stop:
+ * at the end of the segment or one past the deepest frame entered yet
+ * (so that peak_depth stays exact), and at the segment's first frame.
+ * ---------------------------------------------------------------------- */
+static samm_frame_seg *seg_new(samm_frame_seg *prev, const char *call)
+{
+    size_t n = prev ? (prev->n * 2 < SEG_MAX ? prev->n * 2 : SEG_MAX) : SEG_FIRST;
+    int base = prev ? prev->f[0].depth + (int)prev->n : 0;
+    if (prev && (size_t)base + n > (size_t)INT32_MAX) {
+        samm__report(SAMM_ERR_BAD_DEPTH, call, NULL, "scope depth overflow");
+        return NULL;
+    }
+    samm_frame_seg *s = samm__calloc(1, sizeof *s + n * sizeof(samm_frame));
+    if (s == NULL) {
+        samm__report(SAMM_ERR_OUT_OF_MEMORY, call, NULL, "out of memory for scope depth %d", base);
+        return NULL;
+    }
+    s->n = n;
+    s->prev = prev;
+    for (size_t i = 0; i < n; i++)
+        s->f[i].depth = base + (int)i;
+    if (prev) prev->next = s;
+    return s;
+}
+
+bool samm__scopes_init(samm_tld *t, const char *call)
+{
+    if (t->segs == NULL && (t->segs = seg_new(NULL, call)) == NULL) return false;
+    t->seg = t->segs;
+    t->cur = &t->segs->f[0];
+    t->peak_depth = 0;
     return true;
 }
 
-static void take_entry(samm_frame *f, size_t idx, uint8_t *out_type, uint8_t *out_sc)
+void samm__scopes_release(samm_tld *t)
 {
+    samm_frame_seg *s = t->segs, *next;
+    for (; s; s = next) {
+        next = s->next;
+        for (size_t i = 0; i < s->n; i++) {
+            samm_frame *f = &s->f[i];
+            frame_clear(f);
+            free(f->ptrs);
+            free(f->types);
+        }
+        samm__free(s);
+    }
+    t->segs = t->seg = NULL;
+    t->cur = NULL;
+    for (size_t i = 0; i < t->abi_n; i++) {
+        samm_frame *f = &t->abi[i];
+        frame_clear(f);
+        free(f->ptrs);
+        free(f->types);
+        free(f->sc);
+    }
+    samm__free(t->abi);
+    t->abi = NULL;
+    t->abi_n = 0;
+}
+
+uintptr_t samm__frame_limit(samm_tld *t)
+{
+    samm_frame_seg *s = t->seg;
+    int peak_in_seg = t->peak_depth - s->f[0].depth;
+    size_t stop = peak_in_seg + 1 < (int)s->n ? (size_t)peak_in_seg + 1 : s->n;
+    return (uintptr_t)&s->f[stop];
+}
+
+uintptr_t samm__frame_floor(samm_tld *t)
+{
+    return (uintptr_t)&t->seg->f[0];
+}
+
+bool samm__frame_enter_slow(samm_tld *t, const char *call)
+{
+    samm_frame_seg *s = t->seg;
+    samm_frame *f = t->cur + 1;
+    if (f == &s->f[s->n]) {
+        if (s->next == NULL && seg_new(s, call) == NULL) return false;
+        s = t->seg = s->next;
+        f = &s->f[0];
+    }
+    t->cur = f;
+    if (f->depth > t->peak_depth) {
+        t->peak_depth = f->depth;
+        if (f->depth > (int)LOAD(&t->ctr.c[SAMM_C_PEAK_DEPTH]))
+            STORE(&t->ctr.c[SAMM_C_PEAK_DEPTH], (uint64_t)f->depth);
+    }
+    if (f->capacity) samm__frame_set_cap(f);
+    return true;
+}
+
+void samm__frame_exit_step(samm_tld *t)
+{
+    samm_frame_seg *s = t->seg;
+    SAMM_ASSERT(t->cur->depth > 0);
+    if (t->cur == &s->f[0]) {
+        t->seg = s->prev;
+        t->cur = &t->seg->f[t->seg->n - 1];
+    } else {
+        t->cur--;
+    }
+}
+
+samm_frame *samm__frame_at(samm_tld *t, int depth)
+{
+    if (depth < 0 || depth > t->cur->depth) return NULL;
+    samm_frame_seg *s = t->seg;
+    while (depth < s->f[0].depth)
+        s = s->prev;
+    return &s->f[depth - s->f[0].depth];
+}
+
+void samm__frames_poke(samm_tld *t, bool disabled)
+{
+    for (samm_frame_seg *s = t->segs; s; s = s->next)
+        for (size_t i = 0; i < s->n; i++)
+            if (disabled)
+                atomic_store(&s->f[i].cap, 0);
+            else if (s->f[i].capacity)
+                samm__frame_set_cap(&s->f[i]);
+}
+
+/* ------------------------------------------------------------------------
+ * The exported ABI: frames of its own per thread, indexed by depth, whose
+ * entries are anything the caller adds (each counts as foreign: the core's
+ * tracking state is never touched through here).  Removal swaps the last
+ * entry in, as the seed's module does.
+ * ---------------------------------------------------------------------- */
+static bool depth_ok(int depth, const char *call)
+{
+    if (SAMM_LIKELY(depth >= 0)) return true;
+    samm__report(SAMM_ERR_BAD_DEPTH, call, NULL, "negative scope depth %d", depth);
+    return false;
+}
+
+static samm_frame *abi_frame(int depth, bool create, const char *call)
+{
+    samm_tld *t = samm__tld_get(call);
+    if (t == NULL) return NULL;
+    if ((size_t)depth < t->abi_n) return &t->abi[depth];
+    if (!create) return NULL;
+    size_t n = t->abi_n ? t->abi_n : 8;
+    while (n <= (size_t)depth)
+        n *= 2;
+    samm_frame *v = samm__realloc(t->abi, n * sizeof *v);
+    if (v == NULL) {
+        samm__report(SAMM_ERR_OUT_OF_MEMORY, call, NULL, "out of memory for scope depth %d", depth);
+        return NULL;
+    }
+    memset(v + t->abi_n, 0, (n - t->abi_n) * sizeof *v);
+    for (size_t i = t->abi_n; i < n; i++)
+        v[i].depth = (int)i;
+    t->abi = v;
+    t->abi_n = n;
+    return &t->abi[depth];
+}
+
+void samm_scope_ensure_init(void)
+{
+    samm__ensure_init();
+}
+
+void samm_scope_reset(int depth)
+{
+    if (!depth_ok(depth, "samm_scope_reset")) return;
+    samm_frame *f = abi_frame(depth, false, "samm_scope_reset");
+    if (f) frame_clear(f);
+}
+
+void samm_scope_add(int depth, void *ptr, uint8_t type, uint8_t size_class)
+{
+    static const char call[] = "samm_scope_add";
+    if (!depth_ok(depth, call)) return;
+    samm_frame *f = abi_frame(depth, true, call);
+    if (f == NULL) return;
+    if (f->count == f->capacity && !frame_grow(f, true, call)) return;
+    if (f->index && (f->count + 1) * 4 > index_cap(f) * 3 && !index_build(f, f->count + 1, true))
+        index_drop(f);
+    size_t i = f->count;
+    f->ptrs[i] = ptr;
+    f->types[i] = type;
+    f->sc[i] = size_class;
+    f->count = i + 1;
+    f->nforeign++;
+    filter_add(f, ptr);
+    if (f->index) index_insert(f, i);
+}
+
+bool samm_scope_remove(int depth, void *ptr, uint8_t *out_type, uint8_t *out_sc)
+{
+    if (!depth_ok(depth, "samm_scope_remove")) return false;
+    samm_frame *f = abi_frame(depth, false, "samm_scope_remove");
+    if (f == NULL || f->count == 0 || !filter_may_hold(f, ptr)) return false;
+    if (f->index == NULL && f->count >= SAMM_INDEX_MIN) index_build(f, f->count, true);
+    size_t idx = SIZE_MAX;
+    if (f->index) {
+        size_t h = index_find(f, ptr);
+        if (h == SIZE_MAX) return false;
+        idx = slot_idx(f->index[h]);
+        index_delete_slot(f, h);
+    } else {
+        for (size_t i = f->count; i-- > 0 && idx == SIZE_MAX;)
+            if (f->ptrs[i] == ptr) idx = i;
+        if (idx == SIZE_MAX) return false;
+    }
     if (out_type) *out_type = f->types[idx];
     if (out_sc) *out_sc = f->sc[idx];
     size_t last = f->count - 1;
@@ -282,73 +546,33 @@ static void take_entry(samm_frame *f, size_t idx, uint8_t *out_type, uint8_t *ou
         f->sc[idx] = f->sc[last];
     }
     f->count = last;
-}
-
-bool samm__frame_remove(samm_frame *f, void *ptr, uint8_t *out_type, uint8_t *out_sc)
-{
-    if (!samm__frame_may_hold(f, ptr)) return false;
-    if (f->index == NULL && f->count >= INDEX_MIN_COUNT) index_build(f, f->count);
-    if (f->index) {
-        size_t h = index_find(f, ptr);
-        if (h == SIZE_MAX) return false;
-        size_t idx = slot_idx(f->index[h]);
-        index_delete_slot(f, h);
-        take_entry(f, idx, out_type, out_sc);
-        return true;
+    f->nforeign--;
+    if (f->count == 0) {
+        memset(f->filter, 0, sizeof f->filter);
+        index_drop(f);
     }
-    for (size_t i = f->count; i-- > 0;) {
-        if (f->ptrs[i] == ptr) {
-            take_entry(f, i, out_type, out_sc);
-            return true;
-        }
-    }
-    return false;
-}
-
-/* ------------------------------------------------------------------------
- * The exported ABI
- * ---------------------------------------------------------------------- */
-static bool depth_ok(int depth, const char *call)
-{
-    if (SAMM_LIKELY(depth >= 0)) return true;
-    samm__report(SAMM_ERR_BAD_DEPTH, call, NULL, "negative scope depth %d", depth);
-    return false;
-}
-
-void samm_scope_reset(int depth)
-{
-    if (!depth_ok(depth, "samm_scope_reset")) return;
-    samm_frame *f = samm__frame_get((size_t)depth);
-    if (f) samm__frame_reset(f);
-}
-
-void samm_scope_add(int depth, void *ptr, uint8_t type, uint8_t size_class)
-{
-    if (!depth_ok(depth, "samm_scope_add")) return;
-    samm__frame_add((size_t)depth, ptr, type, size_class, "samm_scope_add");
-}
-
-bool samm_scope_remove(int depth, void *ptr, uint8_t *out_type, uint8_t *out_sc)
-{
-    if (!depth_ok(depth, "samm_scope_remove")) return false;
-    samm_frame *f = samm__frame_get((size_t)depth);
-    return f && samm__frame_remove(f, ptr, out_type, out_sc);
+    return true;
 }
 
 bool samm_scope_detach(int depth, void ***out_ptrs, uint8_t **out_types, uint8_t **out_sc,
                        size_t *out_count)
 {
-    if (!depth_ok(depth, "samm_scope_detach")) return false;
+    static const char call[] = "samm_scope_detach";
+    if (!depth_ok(depth, call)) return false;
     if (!out_ptrs || !out_types || !out_sc || !out_count) {
-        samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_scope_detach", NULL, "NULL out-pointer passed");
+        samm__report(SAMM_ERR_BAD_ARGUMENT, call, NULL, "NULL out-pointer passed");
         return false;
     }
-    samm_frame *f = samm__frame_get((size_t)depth);
+    samm_frame *f = abi_frame(depth, false, call);
     if (f == NULL || f->count == 0) return false;
-    samm_batch b = samm__frame_take(f);
-    *out_ptrs = b.ptrs;
-    *out_types = b.types;
-    *out_sc = b.sc;
-    *out_count = b.count;
+    *out_ptrs = f->ptrs;
+    *out_types = f->types;
+    *out_sc = f->sc;
+    *out_count = f->count;
+    f->ptrs = NULL;
+    f->types = NULL;
+    f->sc = NULL;
+    f->capacity = 0;
+    frame_clear(f);
     return true;
 }

@@ -1,151 +1,76 @@
-/* stats.c - per-thread counters and their totals, the SAMM_* environment
- * options, tracing, and samm_get_stats / samm_print_stats.
+/* SPDX-License-Identifier: MIT */
+/* stats.c - the one counter system and what is made of it: samm_get_stats,
+ * samm_get_pool_stats, samm_print_stats and the leak report.
+ *
+ * Every counter lives in a thread's context and only that thread writes
+ * it; readers sum the contexts in use and what ended threads left.  The
+ * hot paths count nothing per object: a scope exit bumps a private count,
+ * slabs count what they hand out, and the thread's counters take these in
+ * bulk when it publishes (every scope exit that cleans, every slab change,
+ * samm_wait, samm_get_stats and thread end).
  */
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "internal.h"
 
-/* ------------------------------------------------------------------------
- * Counter blocks: a list of live ones and the totals of exited threads.
- * ---------------------------------------------------------------------- */
-static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
-static samm_counters *live;
-/* What ended threads counted; list_lock guards it, so plain integers. */
-static uint64_t retired[SAMM_C__COUNT], retired_by_type[256];
-static samm_counters shared_fallback; /* used only when a block cannot be allocated */
-
-samm_counters *samm__counters_attach(void)
+void samm__publish_all(samm_tld *t)
 {
-    samm_counters *k = samm__calloc(1, sizeof *k);
-    if (k == NULL) {
-        samm__report(SAMM_ERR_OUT_OF_MEMORY, "samm_init", NULL,
-                     "out of memory for a thread's counters; statistics may be approximate");
-        return &shared_fallback;
-    }
-    pthread_mutex_lock(&list_lock);
-    k->next = live;
-    if (live) live->prev = k;
-    live = k;
-    pthread_mutex_unlock(&list_lock);
-    return k;
+    samm__heap_fold(t);
+    samm__publish(t);
 }
 
-static void add_block(uint64_t out[SAMM_C__COUNT], uint64_t by_type[256], samm_counters *k)
+void samm__publish(samm_tld *t)
+{
+    samm__heap_flush_remote(t);
+    STORE(&t->ctr.c[SAMM_C_SCOPES_EXITED], t->exited);
+    STORE(&t->ctr.c[SAMM_C_SCOPES_ENTERED],
+          t->exited + (uint64_t)t->cur->depth + (uint64_t)t->phantom);
+}
+
+static inline void add_max(_Atomic uint64_t *into, _Atomic uint64_t *from)
+{
+    uint64_t v = LOAD(from);
+    if (v > LOAD(into)) STORE(into, v);
+}
+
+void samm__counters_add(samm_counters *into, samm_counters *from)
 {
     for (int i = 0; i < SAMM_C__COUNT; i++) {
-        uint64_t v = atomic_load_explicit(&k->c[i], memory_order_relaxed);
         if (i == SAMM_C_PEAK_DEPTH)
-            out[i] = v > out[i] ? v : out[i];
+            add_max(&into->c[i], &from->c[i]);
         else
-            out[i] += v;
+            samm__add(&into->c[i], LOAD(&from->c[i]));
     }
-    for (int t = 0; t < 256; t++)
-        by_type[t] += atomic_load_explicit(&k->by_type[t], memory_order_relaxed);
-}
-
-void samm__counters_detach(samm_counters *k)
-{
-    if (k == NULL || k == &shared_fallback) return;
-    pthread_mutex_lock(&list_lock);
-    add_block(retired, retired_by_type, k);
-    if (k->prev)
-        k->prev->next = k->next;
-    else
-        live = k->next;
-    if (k->next) k->next->prev = k->prev;
-    pthread_mutex_unlock(&list_lock);
-    samm__free(k);
-}
-
-void samm__counters_sum(uint64_t out[SAMM_C__COUNT], uint64_t by_type[256])
-{
-    pthread_mutex_lock(&list_lock);
-    memcpy(out, retired, sizeof retired);
-    memcpy(by_type, retired_by_type, sizeof retired_by_type);
-    add_block(out, by_type, &shared_fallback);
-    for (samm_counters *k = live; k; k = k->next)
-        add_block(out, by_type, k);
-    pthread_mutex_unlock(&list_lock);
-}
-
-void samm__counters_atfork_prepare(void)
-{
-    pthread_mutex_lock(&list_lock);
-}
-
-void samm__counters_atfork_parent(void)
-{
-    pthread_mutex_unlock(&list_lock);
-}
-
-/* In the child only the forking thread exists; the other threads' blocks
- * stay listed (their counts happened) but are never written again. */
-void samm__counters_atfork_child(void)
-{
-    pthread_mutex_unlock(&list_lock);
-}
-
-/* ------------------------------------------------------------------------
- * Options and tracing
- * ---------------------------------------------------------------------- */
-atomic_int samm__trace_on;
-
-bool samm__env_flag(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL || *v == '\0') return false;
-    static const char *const off[] = {"0", "off", "no", "false"};
-    for (size_t i = 0; i < sizeof off / sizeof *off; i++)
-        if (strcasecmp(v, off[i]) == 0) return false;
-    return true;
-}
-
-void samm__options_read(samm_options *o)
-{
-    o->cleanup_mode = SAMM_CLEANUP_INLINE;
-    const char *mode = getenv("SAMM_CLEANUP");
-    if (mode && *mode) {
-        if (strcasecmp(mode, "background") == 0)
-            o->cleanup_mode = SAMM_CLEANUP_BACKGROUND;
-        else if (strcasecmp(mode, "inline") != 0)
-            samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_init", NULL,
-                         "SAMM_CLEANUP=%s not understood (inline or background); using inline",
-                         mode);
+    for (int p = 0; p < SAMM_POOLS; p++) {
+        samm__add(&into->allocs[p], LOAD(&from->allocs[p]));
+        samm__add(&into->frees[p], LOAD(&from->frees[p]));
+        samm__add(&into->slabs_made[p], LOAD(&from->slabs_made[p]));
+        samm__add(&into->slabs_gone[p], LOAD(&from->slabs_gone[p]));
+        samm__add(&into->returned[p], LOAD(&from->returned[p]));
+        add_max(&into->peak[p], &from->peak[p]);
     }
-    o->trace = samm__env_flag("SAMM_TRACE");
-    o->stats_at_shutdown = samm__env_flag("SAMM_STATS");
-    o->queue_batches = 1024;
-    const char *q = getenv("SAMM_QUEUE_BATCHES");
-    if (q && *q) {
-        char *end;
-        unsigned long long n = strtoull(q, &end, 10);
-        if (*end == '\0' && n >= 1 && n <= (1u << 24))
-            o->queue_batches = (size_t)n;
-        else
-            samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_init", NULL,
-                         "SAMM_QUEUE_BATCHES=%s not understood (1..16777216); using 1024", q);
+    for (int i = 0; i < 256; i++)
+        samm__add(&into->by_type[i], LOAD(&from->by_type[i]));
+}
+
+static void sum_one(samm_tld *t, void *arg)
+{
+    samm__counters_add(arg, &t->ctr);
+}
+
+/* Everything counted so far, the calling thread's included exactly. */
+static void sum_all(samm_tld *self, samm_counters *out)
+{
+    memset(out, 0, sizeof *out);
+    if (self) {
+        samm__heap_collect(self);
+        samm__heap_collect_abandoned(self);
+        samm__publish_all(self);
     }
-}
-
-void samm_set_trace(int on)
-{
-    atomic_store(&samm__trace_on, on != 0);
-}
-
-void samm__trace_line(const char *fmt, ...)
-{
-    char msg[200], line[240];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    snprintf(line, sizeof line, "samm[trace %lx]: %s\n", (unsigned long)pthread_self(), msg);
-    fputs(line, stderr);
+    samm__tld_each(sum_one, out);
+    samm__tld_sum_retired(out);
 }
 
 /* ------------------------------------------------------------------------
@@ -153,7 +78,26 @@ void samm__trace_line(const char *fmt, ...)
  * ---------------------------------------------------------------------- */
 void samm_record_bytes_freed(uint64_t bytes)
 {
-    samm__count(samm__thread_counters(), SAMM_C_BYTES_FREED_RECORDED, bytes);
+    samm_tld *t = samm__tld_get("samm_record_bytes_freed");
+    if (t) samm__count(t, SAMM_C_HOST_BYTES_FREED, bytes);
+}
+
+void samm_set_timing(int on)
+{
+    samm__ensure_init();
+    atomic_store(&samm__timing_on, on != 0);
+}
+
+/* Entries the calling thread's scopes hold: all, and strings. */
+static void own_entries(samm_tld *t, uint64_t *all, uint64_t *strings)
+{
+    *all = *strings = 0;
+    for (int d = t->cur->depth; d >= 0; d--) {
+        samm_frame *f = samm__frame_at(t, d);
+        *all += f->count - f->ntomb;
+        for (size_t i = 0; i < f->count; i++)
+            *strings += f->types[i] == SAMM_ALLOC_STRING && f->ptrs[i] != SAMM_TOMB;
+    }
 }
 
 void samm_get_stats(SAMMStats *out)
@@ -162,32 +106,104 @@ void samm_get_stats(SAMMStats *out)
         samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_get_stats", NULL, "NULL stats pointer");
         return;
     }
-    uint64_t c[SAMM_C__COUNT];
+    samm_tld *t = samm__tld_get("samm_get_stats");
+    /* Batches queued before the call are cleaned first, so that what is
+     * tracked and what is cleaned add up. */
+    if (t && !t->is_worker) samm_wait();
+    samm_counters c;
+    sum_all(t, &c);
     memset(out, 0, sizeof *out);
-    samm__counters_sum(c, out->cleaned_by_type);
-    out->scopes_entered = c[SAMM_C_SCOPES_ENTERED];
-    out->scopes_exited = c[SAMM_C_SCOPES_EXITED];
-    out->objects_cleaned = c[SAMM_C_CLEANED];
-    out->cleanup_batches = c[SAMM_C_BATCHES];
-    out->retain_calls = c[SAMM_C_RETAINS];
-    out->strings_tracked = c[SAMM_C_STRINGS_TRACKED];
+    for (int i = 0; i < 256; i++)
+        out->cleaned_by_type[i] = LOAD(&c.by_type[i]);
+    out->scopes_entered = LOAD(&c.c[SAMM_C_SCOPES_ENTERED]);
+    out->scopes_exited = LOAD(&c.c[SAMM_C_SCOPES_EXITED]);
+    out->objects_cleaned = LOAD(&c.c[SAMM_C_CLEANED]);
+    out->cleanup_batches = LOAD(&c.c[SAMM_C_BATCHES]);
+    out->retain_calls = LOAD(&c.c[SAMM_C_RETAINS]);
+    uint64_t live = 0, live_strings = 0;
+    if (t) own_entries(t, &live, &live_strings);
+    out->objects_tracked = out->objects_cleaned + LOAD(&c.c[SAMM_C_REMOVED]) + live;
     out->strings_cleaned = out->cleaned_by_type[SAMM_ALLOC_STRING];
-    out->objects_tracked = c[SAMM_C_TRACKED];
-    out->inline_fallbacks = c[SAMM_C_INLINE_FALLBACKS];
-    out->total_cleanup_time_ms = (double)c[SAMM_C_CLEANUP_NS] / 1e6;
-    out->peak_scope_depth = (int)c[SAMM_C_PEAK_DEPTH];
-    out->current_scope_depth = samm_scope_depth();
+    out->strings_tracked = out->strings_cleaned + LOAD(&c.c[SAMM_C_STRINGS_REMOVED]) + live_strings;
+    out->inline_fallbacks = LOAD(&c.c[SAMM_C_INLINE_FALLBACKS]);
+    out->double_free_attempts = LOAD(&c.c[SAMM_C_DOUBLE_FREES]);
+    out->foreign_frees = LOAD(&c.c[SAMM_C_FOREIGN_FREES]);
+    out->total_cleanup_time_ms = (double)LOAD(&c.c[SAMM_C_CLEANUP_NS]) / 1e6;
+    out->peak_scope_depth = (int)LOAD(&c.c[SAMM_C_PEAK_DEPTH]);
+    out->current_scope_depth = t ? t->cur->depth + t->phantom : 0;
     out->background_worker_active = samm__worker_active();
     out->queue_high_water = samm__worker_high_water();
-    samm__pool_fill_stats(out);
-    out->total_bytes_freed += c[SAMM_C_BYTES_FREED_RECORDED];
+    out->host_bytes_freed = LOAD(&c.c[SAMM_C_HOST_BYTES_FREED]);
+    for (int p = 0; p < SAMM_POOLS; p++) {
+        uint64_t size = samm__pool_slot_size(p);
+        out->objects_allocated += LOAD(&c.allocs[p]);
+        out->objects_freed += LOAD(&c.frees[p]);
+        out->total_bytes_allocated += LOAD(&c.allocs[p]) * size;
+        out->total_bytes_freed += LOAD(&c.frees[p]) * size;
+        out->bytes_returned_to_os += LOAD(&c.returned[p]);
+    }
+    out->objects_allocated += LOAD(&c.c[SAMM_C_HUGE_ALLOCS]);
+    out->objects_freed += LOAD(&c.c[SAMM_C_HUGE_FREES]);
+    out->total_bytes_allocated += LOAD(&c.c[SAMM_C_HUGE_BYTES_ALLOCATED]);
+    out->total_bytes_freed += LOAD(&c.c[SAMM_C_HUGE_BYTES_FREED]);
+    out->bloom_false_positives = samm__bloom_fp_estimate();
+    out->bloom_memory_bytes = samm__bloom_memory();
+    out->bloom_false_positive_rate = samm__bloom_fp_rate();
+}
+
+int samm_get_pool_stats(int index, SAMMPoolStats *out)
+{
+    if (index < 0 || index >= SAMM_POOLS || out == NULL) return -1;
+    samm_tld *t = samm__tld_get("samm_get_pool_stats");
+    samm_counters c;
+    sum_all(t, &c);
+    memset(out, 0, sizeof *out);
+    out->slot_size = samm__pool_slot_size(index);
+    out->slabs = LOAD(&c.slabs_made[index]) - LOAD(&c.slabs_gone[index]);
+    /* No slab before a pool's first use (when descriptor sizes freeze). */
+    out->capacity = out->slabs ? out->slabs * samm__layout(index)->nslots : 0;
+    out->allocations = LOAD(&c.allocs[index]);
+    out->frees = LOAD(&c.frees[index]);
+    out->in_use = out->allocations - out->frees;
+    uint64_t peak = LOAD(&c.peak[index]);
+    out->peak_in_use = peak > out->in_use ? peak : out->in_use;
+    out->bytes_returned_to_os = LOAD(&c.returned[index]);
+    return 0;
+}
+
+static const char *pool_name(int p)
+{
+    if (p < SAMM_SMALL_CLASSES || p >= SAMM_MEDIUM_FIRST) return "object";
+    return p == SAMM_DESC_STRING ? "string" : p == SAMM_DESC_LIST ? "list" : "list-atom";
+}
+
+void samm__leak_report(const char *call)
+{
+    samm_tld *t = samm__tld;
+    samm_counters c;
+    sum_all(t != &samm__tld_empty ? t : NULL, &c);
+    for (int p = 0; p < SAMM_POOLS; p++) {
+        uint64_t n = LOAD(&c.allocs[p]) - LOAD(&c.frees[p]);
+        size_t size = samm__pool_slot_size(p);
+        if (n)
+            samm__report(SAMM_ERR_LEAK, call, NULL,
+                         "leak: %" PRIu64 " objects (%" PRIu64
+                         " bytes) still in use in the %zu-byte "
+                         "%s pool",
+                         n, n * size, size, pool_name(p));
+    }
+    uint64_t n = LOAD(&c.c[SAMM_C_HUGE_ALLOCS]) - LOAD(&c.c[SAMM_C_HUGE_FREES]);
+    uint64_t bytes = LOAD(&c.c[SAMM_C_HUGE_BYTES_ALLOCATED]) - LOAD(&c.c[SAMM_C_HUGE_BYTES_FREED]);
+    if (n)
+        samm__report(SAMM_ERR_LEAK, call, NULL,
+                     "leak: %" PRIu64 " large objects (%" PRIu64 " bytes) still in use", n, bytes);
 }
 
 void samm_print_stats(void)
 {
     SAMMStats s;
     samm_get_stats(&s);
-    char buf[2048];
+    char buf[4096];
     int n = snprintf(
         buf, sizeof buf,
         "samm: statistics\n"
@@ -197,9 +213,10 @@ void samm_print_stats(void)
         "  objects tracked / cleaned %" PRIu64 " / %" PRIu64 "\n"
         "  strings tracked / cleaned %" PRIu64 " / %" PRIu64 "\n"
         "  bytes allocated / freed   %" PRIu64 " / %" PRIu64 "\n"
+        "  bytes freed by the host   %" PRIu64 "\n"
         "  bytes returned to the OS  %" PRIu64 "\n"
         "  retain calls              %" PRIu64 "\n"
-        "  cleanup batches           %" PRIu64 " (%.3f ms cleaning)\n"
+        "  cleanup batches           %" PRIu64 " (%.3f ms cleaning%s)\n"
         "  queue high water          %" PRIu64 " batches, %" PRIu64 " inline fallbacks\n"
         "  worker                    %s, cleanup mode %s\n"
         "  double frees / foreign    %" PRIu64 " / %" PRIu64 "\n"
@@ -207,7 +224,8 @@ void samm_print_stats(void)
         s.scopes_entered, s.scopes_exited, s.current_scope_depth, s.peak_scope_depth,
         s.objects_allocated, s.objects_freed, s.objects_tracked, s.objects_cleaned,
         s.strings_tracked, s.strings_cleaned, s.total_bytes_allocated, s.total_bytes_freed,
-        s.bytes_returned_to_os, s.retain_calls, s.cleanup_batches, s.total_cleanup_time_ms,
+        s.host_bytes_freed, s.bytes_returned_to_os, s.retain_calls, s.cleanup_batches,
+        s.total_cleanup_time_ms, atomic_load(&samm__timing_on) ? "" : "; timing off",
         s.queue_high_water, s.inline_fallbacks, s.background_worker_active ? "running" : "stopped",
         samm_get_cleanup_mode() == SAMM_CLEANUP_BACKGROUND ? "background" : "inline",
         s.double_free_attempts, s.foreign_frees, s.bloom_memory_bytes, s.bloom_false_positive_rate);
@@ -215,7 +233,7 @@ void samm_print_stats(void)
         SAMMPoolStats p;
         if (samm_get_pool_stats(i, &p) != 0 || p.allocations == 0) continue;
         n += snprintf(buf + n, sizeof buf - (size_t)n,
-                      "  pool %4zu B: %" PRIu64 " slabs, %" PRIu64 " in use (peak %" PRIu64
+                      "  pool %5zu B: %" PRIu64 " slabs, %" PRIu64 " in use (peak %" PRIu64
                       "), %" PRIu64 " allocs, %" PRIu64 " frees\n",
                       p.slot_size, p.slabs, p.in_use, p.peak_in_use, p.allocations, p.frees);
     }

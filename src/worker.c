@@ -1,29 +1,22 @@
-/* worker.c - background cleanup: a bounded ring of detached batches, one
- * worker thread that runs their destructors and hooks, per-thread
- * mailboxes that carry finished batches back to the threads that made
- * them, exact samm_wait, and what fork() needs (no held lock, no dead
- * worker in the child).
+/* SPDX-License-Identifier: MIT */
+/* worker.c - background cleanup: a bounded ring of batches, a worker thread
+ * that runs their destructors and hooks, the reply to each batch's owner
+ * (its mailbox, in its context), exact samm_wait, and what fork() needs
+ * (no held lock, no dead worker in the child).
  *
- * Why mailboxes: a slot freed by a thread that does not own its slab costs
- * an atomic on a cache line the owner keeps writing, so a worker that
- * frees memory itself makes background mode several times slower than
- * inline.  The worker therefore leaves default releases to the owner: it
- * parks the pointers at the end of the batch's own array, and the owner
- * frees them in bulk, locally, when it next submits a batch (inside the
- * lock it takes anyway) or waits, and reuses the arrays for its frames.
+ * Why replies: a slot freed by a thread that does not own its slab costs an
+ * atomic on a cache line the owner keeps writing, so a worker that freed
+ * memory itself made background mode several times slower than inline.
+ * The worker leaves default releases to the owner: it parks the pointers at
+ * the end of the batch's own array, puts the batch in the owner's mailbox
+ * and pokes the owner's exit floor, so the owner's next scope exit (or
+ * samm_wait) takes the slow path, frees them in bulk where the slabs are
+ * owned, and reuses the arrays for its frames.
  */
 #include <pthread.h>
 #include <stdlib.h>
 
 #include "internal.h"
-
-#define MAILBOX_CAP 32
-
-struct samm_mailbox {
-    samm_batch done[MAILBOX_CAP];
-    size_t n;
-    struct samm_mailbox *next; /* all mailboxes, for shutdown */
-};
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t work_cv = PTHREAD_COND_INITIALIZER; /* queue non-empty, or stop */
@@ -37,13 +30,6 @@ static uint64_t submitted, completed; /* batches; wait() compares them */
 static uint64_t high_water;
 static bool running, stopping, busy, fork_hold;
 static pthread_t thread;
-static SAMM_TLS bool is_worker;
-static samm_mailbox *mailboxes;
-
-bool samm__on_worker_thread(void)
-{
-    return is_worker;
-}
 
 void samm__worker_set_capacity(size_t batches)
 {
@@ -52,30 +38,31 @@ void samm__worker_set_capacity(size_t batches)
     pthread_mutex_unlock(&lock);
 }
 
-void samm__batch_free_arrays(samm_batch *b)
+/* What could not go back to its owner is released here. */
+static void release_here(samm_tld *w, samm_batch *b)
 {
-    free(b->ptrs);
-    free(b->types);
-    free(b->sc);
-}
-
-void samm__batch_release_deferred(samm_batch *b, const char *call)
-{
-    samm__mem_release_many(b->ptrs + b->count - b->nrelease, b->nrelease, call);
-}
-
-/* What the worker could not park in a mailbox it releases itself. */
-static void release_here(samm_batch *b)
-{
-    samm__batch_release_deferred(b, "samm_exit_scope (cleanup worker)");
-    samm__pool_flush();
+    samm__release_deferred(w, b, "samm_exit_scope (cleanup worker)");
+    samm__heap_flush_remote(w);
     samm__batch_free_arrays(b);
 }
 
-static void *worker_main(void *unused)
+/* Called with the lock held: b goes to its owner's mailbox, whose exit
+ * floor is poked; false when the mailbox is full. */
+static bool reply(samm_batch *b)
 {
-    (void)unused;
-    is_worker = true;
+    samm_tld *o = b->owner;
+    size_t n = LOAD(&o->nmail);
+    if (n >= SAMM_MAILBOX_CAP) return false;
+    o->mail[n] = *b;
+    atomic_store(&o->nmail, n + 1);
+    STORE(&o->floor, UINTPTR_MAX);
+    return true;
+}
+
+static void *worker_main(void *arg)
+{
+    samm_tld *w = arg;
+    samm__tld_install(w);
     pthread_mutex_lock(&lock);
     for (;;) {
         while ((len == 0 || fork_hold) && !stopping)
@@ -87,22 +74,24 @@ static void *worker_main(void *unused)
         busy = true;
         pthread_mutex_unlock(&lock);
 
-        b.nrelease = samm__clean(b.ptrs, b.types, b.count, "samm_exit_scope (cleanup worker)",
-                                 b.mbox != NULL);
+        bool back = b.owner != NULL;
+        samm__clean(w, &b, back, "samm_exit_scope (cleanup worker)");
+        samm__publish(w);
 
         pthread_mutex_lock(&lock);
-        if (b.mbox != NULL && b.mbox->n < MAILBOX_CAP) {
-            b.mbox->done[b.mbox->n++] = b;
-        } else {
+        if (back && !reply(&b)) {
             pthread_mutex_unlock(&lock);
-            release_here(&b);
+            release_here(w, &b);
             pthread_mutex_lock(&lock);
+        } else if (!back) {
+            samm__batch_free_arrays(&b);
         }
         busy = false;
         completed++;
         pthread_cond_broadcast(&done_cv);
     }
     pthread_mutex_unlock(&lock);
+    samm__heap_flush_remote(w);
     return NULL;
 }
 
@@ -111,7 +100,11 @@ static bool ensure_running(void)
 {
     if (running) return true;
     stopping = false;
-    if (pthread_create(&thread, NULL, worker_main, NULL) != 0) {
+    samm_tld *w = samm__tld_prepare("samm_exit_scope");
+    if (w == NULL) return false;
+    w->is_worker = true;
+    if (pthread_create(&thread, NULL, worker_main, w) != 0) {
+        samm__tld_unprepare(w);
         samm__report(SAMM_ERR_OUT_OF_MEMORY, "samm_exit_scope", NULL,
                      "cannot start the cleanup worker; cleaning inline");
         return false;
@@ -138,88 +131,39 @@ static bool ring_room(void)
     return true;
 }
 
-/* Called with the lock held. */
-static size_t take_done(samm_mailbox *mb, samm_batch *out)
-{
-    size_t n = mb ? mb->n : 0;
-    for (size_t i = 0; i < n; i++)
-        out[i] = mb->done[i];
-    if (mb) mb->n = 0;
-    return n;
-}
-
-bool samm__worker_submit(const samm_batch *b, samm_batch *done, size_t *n_done)
+bool samm__worker_submit(samm_tld *t, const samm_batch *b)
 {
     pthread_mutex_lock(&lock);
-    bool ok = !is_worker && ring_room() && ensure_running();
+    bool ok = !t->is_worker && ring_room() && ensure_running();
     if (ok) {
         ring[(head + len) % ring_cap] = *b;
         len++;
         submitted++;
+        t->submitted++;
         if (len > high_water) high_water = len;
         pthread_cond_signal(&work_cv);
     }
-    *n_done = take_done(b->mbox, done);
     pthread_mutex_unlock(&lock);
     return ok;
 }
 
-samm_mailbox *samm__mailbox_new(void)
+size_t samm__mail_take(samm_tld *t, samm_batch *out)
 {
-    samm_mailbox *mb = samm__calloc(1, sizeof *mb);
-    if (mb == NULL) return NULL; /* the worker then releases this thread's memory itself */
+    if (LOAD(&t->nmail) == 0) return 0;
     pthread_mutex_lock(&lock);
-    mb->next = mailboxes;
-    mailboxes = mb;
-    pthread_mutex_unlock(&lock);
-    return mb;
-}
-
-size_t samm__mailbox_take(samm_mailbox *mb, samm_batch *done)
-{
-    pthread_mutex_lock(&lock);
-    size_t n = take_done(mb, done);
+    size_t n = LOAD(&t->nmail);
+    for (size_t i = 0; i < n; i++)
+        out[i] = t->mail[i];
+    atomic_store(&t->nmail, 0);
     pthread_mutex_unlock(&lock);
     return n;
 }
 
-/* The owner is ending: everything it queued is finished (it waited), and
- * what is left in its mailbox has been taken. */
-void samm__mailbox_delete(samm_mailbox *mb)
-{
-    if (mb == NULL) return;
-    pthread_mutex_lock(&lock);
-    for (samm_mailbox **p = &mailboxes; *p; p = &(*p)->next) {
-        if (*p == mb) {
-            *p = mb->next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&lock);
-    samm__free(mb);
-}
-
-/* Shutdown: batches parked for threads that will not come back for them
- * (or not before the leak report) are released by the caller. */
-void samm__mailbox_drain_all(void)
-{
-    samm_batch done[MAILBOX_CAP];
-    for (;;) {
-        size_t n = 0;
-        pthread_mutex_lock(&lock);
-        for (samm_mailbox *mb = mailboxes; mb && n == 0; mb = mb->next)
-            n = take_done(mb, done);
-        pthread_mutex_unlock(&lock);
-        if (n == 0) return;
-        for (size_t i = 0; i < n; i++)
-            release_here(&done[i]);
-    }
-}
-
 void samm__worker_wait(void)
 {
+    samm_tld *t = samm__tld;
     /* A hook running on the worker cannot wait for itself. */
-    if (is_worker) return;
+    if (t != &samm__tld_empty && t->is_worker) return;
     pthread_mutex_lock(&lock);
     uint64_t target = submitted;
     if (completed < target && !running) ensure_running(); /* e.g. in a fork child */
@@ -230,7 +174,8 @@ void samm__worker_wait(void)
 
 void samm__worker_stop(void)
 {
-    if (is_worker) return;
+    samm_tld *t = samm__tld;
+    if (t != &samm__tld_empty && t->is_worker) return;
     pthread_mutex_lock(&lock);
     if (!running) {
         pthread_mutex_unlock(&lock);
@@ -238,9 +183,9 @@ void samm__worker_stop(void)
     }
     stopping = true;
     pthread_cond_broadcast(&work_cv);
-    pthread_t t = thread;
+    pthread_t th = thread;
     pthread_mutex_unlock(&lock);
-    pthread_join(t, NULL);
+    pthread_join(th, NULL);
 
     pthread_mutex_lock(&lock);
     running = false;
@@ -274,9 +219,11 @@ uint64_t samm__worker_high_water(void)
  * ---------------------------------------------------------------------- */
 void samm__worker_atfork_prepare(void)
 {
+    samm_tld *t = samm__tld;
+    bool on_worker = t != &samm__tld_empty && t->is_worker;
     pthread_mutex_lock(&lock);
     fork_hold = true;
-    while (busy && !is_worker)
+    while (busy && !on_worker)
         pthread_cond_wait(&done_cv, &lock);
 }
 

@@ -1,7 +1,9 @@
+/* SPDX-License-Identifier: MIT */
 /* fixtures.h - what the test programs share besides assertions (check.h):
- * where they run (valgrind, TSan, scale), time, the cleanup mode a test runs
- * in (RUN_BOTH), error capture (last error, and atomic tallies by code), a
- * main's begin and end, and destructor vtables.  Per-test objects and counters stay in their files.
+ * where they run (valgrind, TSan, scale), time, the cleanup mode of a
+ * TEST_BOTH case, error capture (last error, and atomic tallies by code)
+ * and destructor vtables.  Per-test objects and counters stay in their
+ * files.
  */
 #ifndef SAMM_FIXTURES_H
 #define SAMM_FIXTURES_H
@@ -45,10 +47,11 @@
 #define SAMM_TEST_TSAN 0
 #endif
 
-/* Scale: full counts natively, smaller under valgrind. */
-static inline int scale(int native, int valgrind)
+/* Scale: full counts natively, smaller where every access is watched
+ * (valgrind, ThreadSanitizer). */
+static inline int scale(int native, int watched)
 {
-    return ON_VALGRIND() ? valgrind : native;
+    return ON_VALGRIND() || SAMM_TEST_TSAN ? watched : native;
 }
 
 /* ------------------------------------------------------------------------
@@ -69,38 +72,17 @@ static inline double now_ms(void)
 }
 
 /* ------------------------------------------------------------------------
- * Cleanup mode: g_mode is the SAMMCleanupMode of the running test (read by
- * destructors on any thread); RUN_BOTH(fn) runs fn inline, then background.
+ * Cleanup mode of the running case (check.h sets it before the case).
  * ---------------------------------------------------------------------- */
-static atomic_int g_mode FIXTURE_UNUSED;
-
-static inline const char *mode_name(int m)
-{
-    return m == SAMM_CLEANUP_BACKGROUND ? "background" : "inline";
-}
-
 static inline SAMMCleanupMode test_mode(void)
 {
-    return (SAMMCleanupMode)atomic_load(&g_mode);
+    return (SAMMCleanupMode)check_mode;
 }
 
-static inline void set_mode(int m)
+static inline int background(void)
 {
-    samm_wait();
-    samm_set_cleanup_mode((SAMMCleanupMode)m);
-    atomic_store(&g_mode, m);
+    return check_mode == SAMM_CLEANUP_BACKGROUND;
 }
-
-#define RUN_BOTH(fn)                                                                               \
-    do {                                                                                           \
-        for (int m_ = 0; m_ < 2; m_++) {                                                           \
-            set_mode(m_);                                                                          \
-            printf("[%-10s] ", mode_name(m_));                                                     \
-            RUN(fn);                                                                               \
-            CHECK_EQ(samm_get_cleanup_mode(), m_);                                                 \
-            CHECK_EQ(samm_scope_depth(), 0);                                                       \
-        }                                                                                          \
-    } while (0)
 
 /* ------------------------------------------------------------------------
  * Error capture on one thread: capture_on() installs a handler that
@@ -147,7 +129,7 @@ static inline int is_double_free_message(const void *p)
  * Error tallies from any thread: count_error is an error handler (or the
  * tail of one) that counts each error by its code.
  * ---------------------------------------------------------------------- */
-#define ERR_CODES 16
+#define ERR_CODES 32
 static atomic_int err_by_code[ERR_CODES] FIXTURE_UNUSED;
 
 static inline void count_error(const SAMMError *e, void *user)
@@ -168,28 +150,6 @@ static inline int errors_total(void)
     for (int i = 0; i < ERR_CODES; i++)
         n += atomic_load(&err_by_code[i]);
     return n;
-}
-
-/* ------------------------------------------------------------------------
- * A test program's main: suite_begin() initialises libsamm with `handler`
- * and starts the clock; suite_end() checks that shutdown reports no error,
- * restores the default handler, prints the time and returns the status.
- * ---------------------------------------------------------------------- */
-static inline double suite_begin(samm_error_fn handler)
-{
-    samm_init();
-    samm_set_error_handler(handler, NULL);
-    return now_ms();
-}
-
-static inline int suite_end(const char *name, double t0)
-{
-    int e0 = errors_total();
-    samm_shutdown();
-    CHECK_EQ(errors_total(), e0);
-    samm_set_error_handler(NULL, NULL);
-    printf("%s: %.0f ms\n", name, now_ms() - t0);
-    return check_exit();
 }
 
 /* ------------------------------------------------------------------------

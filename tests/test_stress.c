@@ -1,4 +1,10 @@
-/* test_stress.c - a stress test shaped like a compiled BASIC program.
+/* SPDX-License-Identifier: MIT */
+/* test_stress.c - a stress test shaped like a compiled BASIC program, on 1
+ * to 4 threads in both cleanup modes: recursion, CLASS objects, strings
+ * whose buffers a STRING release hook frees, lists owning their atoms,
+ * RETAIN of returned objects, reassignment and DELETE.  Every destructor
+ * count and the statistics are checked exactly, and the run is repeated
+ * after samm_shutdown and samm_init with the same counts.
  *
  * Every FUNCTION call enters a scope, creates CLASS objects (vtable with a
  * destructor in slot 3) and strings (pooled descriptors owning a malloc'd
@@ -9,12 +15,6 @@
  * result to the caller with samm_retain_parent.  Two shapes: doubly
  * recursive fib(n) (depth n) and a linear chain to depth 30 that also
  * retains to the grandparent.
- *
- * At the end: every object, string, list and atom made was destroyed
- * exactly once, the statistics' cleaned counts equal what was tracked and
- * not untracked, depth is back to 0; after samm_shutdown + samm_init a
- * second run gives the same counts.  Run in both cleanup modes, on one
- * thread and on four at once.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -25,7 +25,6 @@
 
 #include "check.h"
 #include "fixtures.h"
-#include "samm.h"
 
 /* ------------------------------------------------------------------------
  * Errors: none is expected; each is printed and counted.
@@ -35,6 +34,11 @@ static void on_error(const SAMMError *e, void *user)
     fprintf(stderr, "unexpected samm error: %s (%s) in %s\n", e->message, samm_error_name(e->code),
             e->call);
     count_error(e, user);
+}
+
+static void setup(void)
+{
+    samm_set_error_handler(on_error, NULL);
 }
 
 /* ------------------------------------------------------------------------
@@ -348,7 +352,13 @@ typedef struct {
     long nums, strs, lists, atoms; /* made (== destroyed) */
     uint64_t cleaned, tracked, strings_cleaned, strings_tracked;
     uint64_t by_obj, by_str, by_list;
+    uint64_t allocated, freed, bytes_allocated, bytes_freed;
 } RunCounts;
+
+/* The chain is 30 deep below the wrapper (depth 1) and fib's first scope
+ * (depth 2); fib(n) reaches depth n + 1, less. */
+#define CHAIN_DEPTH 30
+#define PEAK_DEPTH (2 + CHAIN_DEPTH)
 
 static void run_program(int threads, int fib_n, bool mixed, RunCounts *out)
 {
@@ -357,14 +367,14 @@ static void run_program(int threads, int fib_n, bool mixed, RunCounts *out)
     samm_register_cleanup(SAMM_ALLOC_STRING, str_release);
     samm_register_cleanup(SAMM_ALLOC_LIST, list_release);
     SAMMStats s0, s1;
-    samm_wait();
     samm_get_stats(&s0);
 
     Interp ctx[4];
     pthread_t th[4];
     REQUIRE(threads >= 1 && threads <= 4);
     for (int i = 0; i < threads; i++)
-        ctx[i] = (Interp){.tid = i + 1, .fib_n = fib_n - (mixed ? i % 2 : 0), .chain_depth = 30};
+        ctx[i] = (Interp){
+            .tid = i + 1, .fib_n = fib_n - (mixed ? i % 2 : 0), .chain_depth = CHAIN_DEPTH};
     if (threads == 1) {
         program(&ctx[0]);
     } else {
@@ -412,12 +422,19 @@ static void run_program(int threads, int fib_n, bool mixed, RunCounts *out)
     CHECK_EQ(s1.cleaned_by_type[SAMM_ALLOC_LIST_ATOM] - s0.cleaned_by_type[SAMM_ALLOC_LIST_ATOM],
              0);
     /* Every descriptor and object went back through samm_free_object or
-     * cleanup: memory released == memory handed out. */
+     * cleanup: memory released == memory handed out, in objects and bytes. */
     uint64_t made = (uint64_t)(atomic_load(&nums_made) + atomic_load(&strs_made) +
                                atomic_load(&lists_made) + atomic_load(&atoms_made));
+    uint64_t bytes =
+        (uint64_t)atomic_load(&nums_made) * 32 + (uint64_t)atomic_load(&strs_made) * 40 +
+        (uint64_t)atomic_load(&lists_made) * 32 + (uint64_t)atomic_load(&atoms_made) * 24;
     CHECK_EQ(s1.objects_allocated - s0.objects_allocated, made);
     CHECK_EQ(s1.objects_freed - s0.objects_freed, made);
-    CHECK(s1.peak_scope_depth >= 30);
+    CHECK_EQ(s1.total_bytes_allocated - s0.total_bytes_allocated, bytes);
+    CHECK_EQ(s1.total_bytes_freed - s0.total_bytes_freed, bytes);
+    CHECK_EQ(s1.double_free_attempts, 0);
+    CHECK_EQ(s1.foreign_frees, 0);
+    CHECK_EQ(s1.peak_scope_depth, PEAK_DEPTH);
     CHECK_EQ(samm_scope_depth(), 0);
     CHECK_EQ(errors_total(), e0);
 
@@ -432,6 +449,10 @@ static void run_program(int threads, int fib_n, bool mixed, RunCounts *out)
     out->by_obj = s1.cleaned_by_type[SAMM_ALLOC_OBJECT] - s0.cleaned_by_type[SAMM_ALLOC_OBJECT];
     out->by_str = s1.cleaned_by_type[SAMM_ALLOC_STRING] - s0.cleaned_by_type[SAMM_ALLOC_STRING];
     out->by_list = s1.cleaned_by_type[SAMM_ALLOC_LIST] - s0.cleaned_by_type[SAMM_ALLOC_LIST];
+    out->allocated = s1.objects_allocated - s0.objects_allocated;
+    out->freed = s1.objects_freed - s0.objects_freed;
+    out->bytes_allocated = s1.total_bytes_allocated - s0.total_bytes_allocated;
+    out->bytes_freed = s1.total_bytes_freed - s0.total_bytes_freed;
 }
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -448,8 +469,8 @@ static void run_program(int threads, int fib_n, bool mixed, RunCounts *out)
 /* fib(n) makes about 1.6^n calls: n sets the size of the run. */
 static int fib_n_for(int threads)
 {
-    if (ON_VALGRIND()) return threads > 1 ? 15 : 17;
-    if (SANITIZED) return threads > 1 ? 17 : 19;
+    if (ON_VALGRIND()) return threads > 1 ? 14 : 16;
+    if (SANITIZED) return threads > 1 ? 16 : 18;
     return threads > 1 ? 19 : 21;
 }
 
@@ -466,48 +487,66 @@ static void expect_same(const RunCounts *a, const RunCounts *b)
     CHECK_EQ(a->by_obj, b->by_obj);
     CHECK_EQ(a->by_str, b->by_str);
     CHECK_EQ(a->by_list, b->by_list);
+    CHECK_EQ(a->allocated, b->allocated);
+    CHECK_EQ(a->freed, b->freed);
+    CHECK_EQ(a->bytes_allocated, b->bytes_allocated);
+    CHECK_EQ(a->bytes_freed, b->bytes_freed);
 }
 
-/* Runs, shuts down, initialises again, runs again: same counts. */
-static void run_twice(int threads)
+/* After samm_shutdown everything allocated was freed, in objects and in
+ * bytes, and nothing is left in any pool. */
+static void check_after_shutdown(void)
 {
-    int mode = atomic_load(&g_mode);
-    RunCounts r1, r2;
-    run_program(threads, fib_n_for(threads), false, &r1);
-    samm_shutdown();
+    SAMMStats st;
+    samm_get_stats(&st); /* initialises again */
+    CHECK(st.objects_allocated > 0);
+    CHECK_EQ(st.objects_freed, st.objects_allocated);
+    CHECK_EQ(st.total_bytes_freed, st.total_bytes_allocated);
+    for (int p = 0; p < SAMM_POOL_COUNT; p++) {
+        SAMMPoolStats ps;
+        REQUIRE(samm_get_pool_stats(p, &ps) == 0);
+        CHECK_EQ(ps.in_use, 0);
+    }
     CHECK_EQ(errors_total(), 0);
+}
+
+/* Runs, shuts down, initialises again, runs again: the same counts. */
+static void run_twice(int threads, bool mixed)
+{
+    RunCounts r1, r2;
+    int fib_n = fib_n_for(threads);
+    run_program(threads, fib_n, mixed, &r1);
+    samm_shutdown();
+    check_after_shutdown();
     samm_init();
-    set_mode(mode); /* init reads SAMM_CLEANUP again */
+    samm_set_cleanup_mode(test_mode()); /* init reads SAMM_CLEANUP again */
     CHECK_EQ(samm_scope_depth(), 0);
-    run_program(threads, fib_n_for(threads), false, &r2);
+    run_program(threads, fib_n, mixed, &r2);
     expect_same(&r1, &r2);
     CHECK(r1.nums > 0 && r1.strs > 0 && r1.lists > 0 && r1.atoms > 0);
+    samm_shutdown();
+    check_after_shutdown();
 }
 
-static void test_program_one_thread(void)
+TEST_BOTH(program_one_thread)
 {
-    run_twice(1);
+    run_twice(1, false);
 }
 
-static void test_program_four_threads(void)
-{
-    run_twice(4);
-}
-
-static void test_program_two_threads_mixed_sizes(void)
+TEST_BOTH(program_two_threads_mixed_sizes)
 {
     /* Two threads with different workloads at once; counts still exact. */
-    RunCounts r;
-    run_program(2, fib_n_for(2), true, &r);
-    CHECK(r.nums > 0);
+    run_twice(2, true);
 }
 
-int main(void)
+TEST_BOTH(program_three_threads)
 {
-    double t0 = suite_begin(on_error);
-    RUN_BOTH(test_program_one_thread);
-    RUN_BOTH(test_program_four_threads);
-    RUN_BOTH(test_program_two_threads_mixed_sizes);
-    CHECK_EQ(errors_total(), 0); /* and suite_end: none at shutdown either */
-    return suite_end("test_stress", t0);
+    run_twice(3, false);
 }
+
+TEST_BOTH(program_four_threads)
+{
+    run_twice(4, false);
+}
+
+CHECK_MAIN(setup)
