@@ -28,33 +28,17 @@ static inline int medium_pool(size_t size)
     return SAMM_MEDIUM_FIRST + (64 - __builtin_clzll((unsigned long long)size - 1) - 11);
 }
 
-/* Zeroes the block: the common small sizes with inline stores, the rest
- * with a tail call, so the fast path needs no stack frame. */
-static inline void *zero_block(void *p, size_t size)
-{
-    if (size <= 32) {
-        memset(p, 0, 32);
-        return p;
-    }
-    if (size <= 64) {
-        memset(p, 0, 64);
-        return p;
-    }
-    return memset(p, 0, size);
-}
+#define zero_block samm__zero_small
 
-/* Pops the first free slot of s (there is one). */
+/* Pops the first free slot of s (there is one), remembering it and its
+ * slot word: tracking it next needs no lookup. */
 SAMM_INLINE void *pop(samm_tld *t, samm_slab *s, void *p)
 {
-    SAMM_HOOK_LINK_OPEN(p);
-    s->free = *(void **)p;
-    s->nalloc++;
-    _Atomic uint32_t *m = samm__meta_of(s, p);
+    _Atomic uint32_t *m = samm__slot_pop(s, p);
     SAMM_ASSERT_INTERNAL(LOAD(m) == SAMM_META_FREE);
     STORE(m, SAMM_META_LIVE);
     t->last_alloc = p;
     t->last_meta = m;
-    SAMM_HOOK_ALLOC(p, s->size);
     return p;
 }
 

@@ -448,7 +448,7 @@ static int untrack_from(samm_tld *t, void *p, samm_ptr_info *in, uint8_t *type, 
     }
     *type = f->types[i];
     *depth = f->depth;
-    samm__frame_remove_at(f, i);
+    samm__frame_remove_at(f, i, in->kind == SAMM_PTR_FOREIGN);
     if (in->kind == SAMM_PTR_TRACKED) {
         STORE(in->meta, SAMM_META_LIVE);
         in->kind = SAMM_PTR_LIVE;
@@ -509,7 +509,7 @@ void samm_retain(void *p, int parent_offset)
     if (to == from) return; /* stays where it is, in its place */
     uint8_t type = f->types[i];
     _Atomic uint32_t *meta = in.kind == SAMM_PTR_TRACKED ? in.meta : NULL;
-    samm__frame_remove_at(f, i);
+    samm__frame_remove_at(f, i, meta == NULL);
     /* Back where it was if the outer frame cannot grow: the entry just
      * left, so there is room. */
     if (samm__frame_append(samm__frame_at(t, to), p, type, meta, call) == SIZE_MAX)
@@ -525,12 +525,11 @@ void samm_retain_parent(void *ptr)
 /* ------------------------------------------------------------------------
  * Allocation with tracking, and free
  * ---------------------------------------------------------------------- */
-void samm_free_object(void *p)
+static SAMM_NOINLINE void free_object_slow(samm_tld *t, void *p)
 {
     static const char call[] = "samm_free_object";
     if (p == NULL) return;
-    samm_tld *t = samm__tld_get(call);
-    if (t == NULL) return;
+    if (t == &samm__tld_empty && (t = samm__tld_attach(call)) == NULL) return;
     samm_ptr_info in;
     samm__classify(p, &in);
     uint8_t type;
@@ -557,15 +556,49 @@ void samm_free_object(void *p)
     samm__release_block(t, in.slab, p, in.meta, in.word, call);
 }
 
-void *samm_alloc(size_t size, SAMMAllocType type)
+/* DELETE: the common case is a slot of this thread's slab, untracked or
+ * tracked in the current scope.  Everything else goes the general way. */
+void samm_free_object(void *p)
+{
+    samm_tld *t = samm__tld;
+    uintptr_t a = (uintptr_t)p;
+    if (SAMM_LIKELY(samm__registry_get(a) == SAMM_REG_HEAD)) {
+        samm_slab *s = samm__slab_of(p);
+        uintptr_t off = a & SAMM_SLAB_MASK;
+        if (SAMM_LIKELY(s->kind == SAMM_SLAB_POOL && LOAD(&s->owner) == t && off >= s->first &&
+                        s->pool < SAMM_MEDIUM_FIRST)) {
+            uint32_t k = (uint32_t)(((uint64_t)(off - s->first) * s->recip) >> 32);
+            if (SAMM_LIKELY(k < s->nslots && s->first + (uintptr_t)k * s->size == off)) {
+                _Atomic uint32_t *m = samm__meta_of(s, p);
+                uint32_t w = LOAD(m);
+                samm_frame *f = t->cur;
+                size_t i = w - SAMM_META_TRACKED;
+                bool here =
+                    w >= SAMM_META_TRACKED && w != SAMM_META_FAR && i < f->count && f->ptrs[i] == p;
+                if (SAMM_LIKELY(here || w == SAMM_META_LIVE)) {
+                    if (here) {
+                        count_removed(t, f->types[i]);
+                        samm__frame_remove_at(f, i, false);
+                    }
+                    STORE(m, SAMM_META_FREE);
+                    samm_tool_free(p, s->size);
+                    samm__heap_free_one(t, s, p);
+                    return;
+                }
+            }
+        }
+    }
+    free_object_slow(t, p);
+}
+
+static SAMM_NOINLINE void *alloc_slow(samm_tld *t, size_t size, unsigned type)
 {
     static const char call[] = "samm_alloc";
-    if ((unsigned)type > 255) {
-        samm__report(SAMM_ERR_BAD_ARGUMENT, call, NULL, "type %d out of range 0..255", (int)type);
+    if (type > 255) {
+        samm__report(SAMM_ERR_BAD_ARGUMENT, call, NULL, "type %u out of range 0..255", type);
         return NULL;
     }
-    samm_tld *t = samm__tld_get(call);
-    if (t == NULL) return NULL;
+    if (t == &samm__tld_empty && (t = samm__tld_attach(call)) == NULL) return NULL;
     int desc = type == SAMM_ALLOC_STRING      ? SAMM_DESC_STRING
                : type == SAMM_ALLOC_LIST      ? SAMM_DESC_LIST
                : type == SAMM_ALLOC_LIST_ATOM ? SAMM_DESC_ATOM
@@ -585,6 +618,32 @@ void *samm_alloc(size_t size, SAMMAllocType type)
         return NULL;
     }
     return p;
+}
+
+/* The types whose blocks come from the descriptor pools when they fit. */
+#define DESC_TYPES                                                                                 \
+    ((1u << SAMM_ALLOC_STRING) | (1u << SAMM_ALLOC_LIST) | (1u << SAMM_ALLOC_LIST_ATOM))
+
+/* Allocate and track in one: the block's word says TRACKED at once. */
+void *samm_alloc(size_t size, SAMMAllocType type)
+{
+    samm_tld *t = samm__tld;
+    unsigned ty = (unsigned)type;
+    if (SAMM_LIKELY(size <= SAMM_SMALL_MAX && ty <= 255 && (ty > 7 || !((DESC_TYPES >> ty) & 1)))) {
+        samm_slab *s = t->direct[(size + 15) >> 4];
+        void *p = s->free;
+        samm_frame *f = t->cur;
+        size_t i = f->count;
+        if (SAMM_LIKELY(p != NULL && i < LOAD(&f->cap))) {
+            _Atomic uint32_t *m = samm__slot_pop(s, p);
+            STORE(m, SAMM_META_TRACKED + (uint32_t)i);
+            f->ptrs[i] = p;
+            f->types[i] = (uint8_t)ty;
+            f->count = i + 1;
+            return samm__zero_small(p, size);
+        }
+    }
+    return alloc_slow(t, size, ty);
 }
 
 /* ------------------------------------------------------------------------

@@ -263,6 +263,11 @@ static SAMM_NOINLINE void slab_reclassify(samm_tld *t, samm_slab *s)
     }
 }
 
+void samm__heap_changed(samm_tld *t, samm_slab *s)
+{
+    slab_reclassify(t, s);
+}
+
 void samm__heap_settle(samm_tld *t, samm_slab *s, uint32_t n)
 {
     SAMM_ASSERT_INTERNAL(LOAD(&s->owner) == t && used_of(s) <= s->nslots);

@@ -62,6 +62,17 @@ void samm__assert_fail(const char *cond, const char *file, int line, const char 
 #define SAMM_ASSERT_EXPENSIVE(c) ((void)0)
 #endif
 
+/* Counters (stats.c): a thread adds to its own with a relaxed load and
+ * store (plain moves, never a locked instruction); readers sum them. */
+SAMM_INLINE void samm__add(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, RELAXED) + n, RELAXED);
+}
+SAMM_INLINE void samm__count(samm_tld *t, int i, uint64_t n)
+{
+    samm__add(&t->ctr.c[i], n);
+}
+
 /* ------------------------------------------------------------------------
  * os.c: memory from the system.  Bookkeeping comes from the malloc family
  * (what it returns may be released with free()); blocks come from mmap.
@@ -127,6 +138,48 @@ SAMM_INLINE _Atomic uint32_t *samm__meta_of(const samm_slab *s, const void *p)
            (((uintptr_t)p & SAMM_SLAB_MASK) >> s->shift);
 }
 
+/* The registry (slab.c): one byte per slab-sized piece of a 48-bit
+ * address space, in a two-level table; leaves are never freed. */
+#define SAMM_REG_LEAF_BITS 16
+#define SAMM_REG_ROOT_BITS (48 - SAMM_SLAB_SHIFT - SAMM_REG_LEAF_BITS)
+extern _Atomic(_Atomic uint8_t *) samm__registry[(size_t)1 << SAMM_REG_ROOT_BITS];
+
+SAMM_INLINE int samm__registry_get(uintptr_t addr)
+{
+    uintptr_t n = addr >> SAMM_SLAB_SHIFT;
+    if (n >> (SAMM_REG_ROOT_BITS + SAMM_REG_LEAF_BITS)) return SAMM_REG_NONE;
+    _Atomic uint8_t *leaf =
+        atomic_load_explicit(&samm__registry[n >> SAMM_REG_LEAF_BITS], memory_order_acquire);
+    return leaf ? LOAD(&leaf[n & (((size_t)1 << SAMM_REG_LEAF_BITS) - 1)]) : SAMM_REG_NONE;
+}
+
+/* Pops the first free slot p of s (the caller saw it there): s hands it
+ * out; the caller sets its word. */
+SAMM_INLINE _Atomic uint32_t *samm__slot_pop(samm_slab *s, void *p)
+{
+    SAMM_HOOK_LINK_OPEN(p);
+    s->free = *(void **)p;
+    s->nalloc++;
+    SAMM_HOOK_ALLOC(p, s->size);
+    return samm__meta_of(s, p);
+}
+
+/* Zeroes a new small block: the common sizes with inline stores, the rest
+ * with a tail call, so the fast paths need no stack frame.  Only for the
+ * object classes (32 bytes or more). */
+SAMM_INLINE void *samm__zero_small(void *p, size_t size)
+{
+    if (size <= 32) {
+        __builtin_memset(p, 0, 32);
+        return p;
+    }
+    if (size <= 64) {
+        __builtin_memset(p, 0, 64);
+        return p;
+    }
+    return __builtin_memset(p, 0, size);
+}
+
 /* Where a pointer stands. */
 typedef enum {
     SAMM_PTR_FOREIGN,  /* not libsamm's memory                        */
@@ -160,6 +213,22 @@ void samm__heap_free_local(samm_tld *t, samm_slab *s, void *head, void *tail, ui
 /* n slots of s (owned by t) were pushed onto its free list (and counted
  * in s->nfree) by a cleanup batch: counts and list moves. */
 void samm__heap_settle(samm_tld *t, samm_slab *s, uint32_t n);
+/* A listed slab got slots back: where it belongs now. */
+void samm__heap_changed(samm_tld *t, samm_slab *s);
+/* One slot p of s (owned by t), word already set free: samm_free_object's
+ * lean local free. */
+SAMM_INLINE void samm__heap_free_one(samm_tld *t, samm_slab *s, void *p)
+{
+    SAMM_HOOK_LINK_OPEN(p);
+    *(void **)p = s->free;
+    SAMM_HOOK_LINK_CLOSE(p);
+    s->free = p;
+    s->nfree++;
+    samm__add(&t->ctr.frees[s->pool], 1);
+    if (SAMM_UNLIKELY(s->where == SAMM_IN_FULL ||
+                      (s->nalloc == s->nfree && s->where != SAMM_IN_ACTIVE)))
+        samm__heap_changed(t, s);
+}
 /* A slot of a slab t does not own, word already set free. */
 void samm__heap_free_remote(samm_tld *t, samm_slab *s, void *p);
 /* Pushes out the frees held back for other threads' slabs. */
@@ -232,8 +301,21 @@ uintptr_t samm__frame_floor(samm_tld *t);
  * to TRACKED.  The index of the entry, or SIZE_MAX (reported OOM). */
 size_t samm__frame_append(samm_frame *f, void *p, uint8_t type, _Atomic uint32_t *meta,
                           const char *call);
-/* Removes entry i (a tombstone unless it is the last). */
-void samm__frame_remove_at(samm_frame *f, size_t i);
+/* Removes entry i (a tombstone unless it is the last); foreign: it is not
+ * a libsamm block (the caller classified it).  Inline for the common case:
+ * one of ours, leaving a tombstone that needs no compaction yet. */
+void samm__frame_remove_slow(samm_frame *f, size_t i, bool foreign);
+SAMM_INLINE void samm__frame_remove_at(samm_frame *f, size_t i, bool foreign)
+{
+    SAMM_ASSERT(i < f->count && f->ptrs[i] != SAMM_TOMB);
+    uint32_t ntomb = f->ntomb + 1;
+    if (SAMM_LIKELY(!foreign && i + 1 < f->count && (ntomb < 32 || (size_t)ntomb * 2 < f->count))) {
+        f->ptrs[i] = SAMM_TOMB;
+        f->ntomb = ntomb;
+        return;
+    }
+    samm__frame_remove_slow(f, i, foreign);
+}
 /* Index of the newest entry for foreign pointer p, or SIZE_MAX. */
 size_t samm__frame_find(samm_frame *f, const void *p);
 /* What the fast path may append up to, from the frame's state. */
@@ -321,14 +403,6 @@ void samm__worker_atfork_child(void);
 /* ------------------------------------------------------------------------
  * stats.c: counters.
  * ---------------------------------------------------------------------- */
-SAMM_INLINE void samm__add(_Atomic uint64_t *c, uint64_t n)
-{
-    atomic_store_explicit(c, atomic_load_explicit(c, RELAXED) + n, RELAXED);
-}
-SAMM_INLINE void samm__count(samm_tld *t, int i, uint64_t n)
-{
-    samm__add(&t->ctr.c[i], n);
-}
 /* Brings t's published counters up to date: samm__publish what a scope
  * exit changed (cheap, per cleaned scope), samm__publish_all also what the
  * active slabs handed out (samm_wait, statistics, thread end). */

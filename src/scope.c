@@ -229,9 +229,13 @@ size_t samm__frame_append(samm_frame *f, void *p, uint8_t type, _Atomic uint32_t
 }
 
 /* Moves the entries down over the tombstones, in order; the slot words of
- * our entries follow their entries. */
+ * our entries follow their entries.  A tracked block of ours is a slot of a
+ * pool slab or a huge block in the first slab of its span, so its word is
+ * found from the pointer alone; only frames holding foreign entries need
+ * the registry to tell them apart. */
 static void frame_compact(samm_frame *f)
 {
+    bool mixed = f->nforeign != 0;
     size_t j = 0;
     for (size_t i = 0; i < f->count; i++) {
         void *p = f->ptrs[i];
@@ -239,9 +243,8 @@ static void frame_compact(samm_frame *f)
         if (i != j) {
             f->ptrs[j] = p;
             f->types[j] = f->types[i];
-            samm_ptr_info in;
-            if (samm__classify(p, &in) == SAMM_PTR_TRACKED)
-                STORE(in.meta,
+            if (!mixed || samm__is_ours(p))
+                STORE(samm__meta_of(samm__slab_of(p), p),
                       j < SAMM_META_MAX_INDEX ? SAMM_META_TRACKED + (uint32_t)j : SAMM_META_FAR);
         }
         j++;
@@ -251,11 +254,10 @@ static void frame_compact(samm_frame *f)
     if (f->index && !index_build(f, f->nforeign, false)) index_drop(f);
 }
 
-void samm__frame_remove_at(samm_frame *f, size_t i)
+/* What samm__frame_remove_at leaves to a call: a foreign entry (index and
+ * counts), an emptied frame, or tombstones to compact. */
+void samm__frame_remove_slow(samm_frame *f, size_t i, bool foreign)
 {
-    SAMM_ASSERT(i < f->count && f->ptrs[i] != SAMM_TOMB);
-    void *p = f->ptrs[i];
-    bool foreign = !samm__is_ours(p);
     if (foreign) {
         if (f->index) index_delete_slot(f, index_slot_of(f, i));
         f->nforeign--;

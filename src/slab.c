@@ -103,19 +103,16 @@ int samm_set_descriptor_sizes(size_t string_size, size_t list_size, size_t atom_
  * any pointer is checked without a lock and without reading it.  Every
  * slab of every chunk is registered when the chunk is mapped.
  * ---------------------------------------------------------------------- */
-#define REG_LEAF_BITS 16
-#define REG_ROOT_BITS (48 - SAMM_SLAB_SHIFT - REG_LEAF_BITS)
+#define REG_LEAF_BITS SAMM_REG_LEAF_BITS
+#define REG_ROOT_BITS SAMM_REG_ROOT_BITS
 #define REG_LEAF_SIZE ((size_t)1 << REG_LEAF_BITS)
 
-static _Atomic(_Atomic uint8_t *) registry[(size_t)1 << REG_ROOT_BITS];
+_Atomic(_Atomic uint8_t *) samm__registry[(size_t)1 << SAMM_REG_ROOT_BITS];
+#define registry samm__registry
 
 static inline int registry_get(uintptr_t addr)
 {
-    uintptr_t n = addr >> SAMM_SLAB_SHIFT;
-    if (n >> (REG_ROOT_BITS + REG_LEAF_BITS)) return SAMM_REG_NONE;
-    _Atomic uint8_t *leaf =
-        atomic_load_explicit(&registry[n >> REG_LEAF_BITS], memory_order_acquire);
-    return leaf ? LOAD(&leaf[n & (REG_LEAF_SIZE - 1)]) : SAMM_REG_NONE;
+    return samm__registry_get(addr);
 }
 
 static _Atomic uint8_t *registry_leaf(uintptr_t n)
