@@ -1,8 +1,13 @@
+/* SPDX-License-Identifier: MIT */
 /* samm_scope.h - the scope-storage ABI of libsamm (the seed design's Phase 2).
  *
- * A primitive the core calls, usable on its own: per-thread frames of three
- * parallel arrays (pointer, type tag, size class), indexed by depth.  It does
- * no locking and holds no policy.
+ * A primitive usable on its own: per-thread frames of three parallel arrays
+ * (pointer, type tag, size class), indexed by depth.  It does no locking
+ * and holds no policy.  The core (samm.h) keeps its scopes in frames of the
+ * same module, with the same layout, but on a stack of its own: the frames
+ * reached through these calls belong to their caller alone, so adding an
+ * entry here tracks nothing in the core's scopes, and detaching a frame
+ * here cannot take the core's entries away.
  *
  * Thread rules: every frame belongs to the calling thread.  Two threads that
  * use the same depth never see each other's entries, and a thread's frames

@@ -111,3 +111,13 @@ uint64_t samm__now_ns(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+const char *samm_version(void)
+{
+    return SAMM_VERSION_STRING;
+}
+
+int samm_version_number(void)
+{
+    return SAMM_VERSION_NUMBER;
+}

@@ -10,6 +10,7 @@
  * samm_wait, samm_get_stats and thread end).
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -100,12 +101,33 @@ static void own_entries(samm_tld *t, uint64_t *all, uint64_t *strings)
     }
 }
 
-void samm_get_stats(SAMMStats *out)
+static void stats_fill(SAMMStats *out);
+
+size_t samm_get_stats_sized(SAMMStats *out, size_t size)
 {
     if (out == NULL) {
         samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_get_stats", NULL, "NULL stats pointer");
-        return;
+        return 0;
     }
+    SAMMStats all;
+    stats_fill(&all);
+    size_t n = size < sizeof all ? size : sizeof all;
+    memcpy(out, &all, n);
+    return n;
+}
+
+_Static_assert(offsetof(SAMMStats, objects_tracked) == SAMM_STATS_V1_SIZE,
+               "the original runtime's fields come first, in 136 bytes");
+
+/* The symbol programs built against the original header call: its struct
+ * is 136 bytes, and nothing past it is written. */
+void(samm_get_stats)(SAMMStats *out)
+{
+    samm_get_stats_sized(out, SAMM_STATS_V1_SIZE);
+}
+
+static void stats_fill(SAMMStats *out)
+{
     samm_tld *t = samm__tld_get("samm_get_stats");
     /* Batches queued before the call are cleaned first, so that what is
      * tracked and what is cleaned add up. */

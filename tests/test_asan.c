@@ -104,7 +104,9 @@ static void use_after_free_huge(void)
 static void use_of_unallocated_neighbour(void)
 {
     Obj *o = samm_alloc_object(sizeof *o);
-    sink = ((long *)o)[8]; /* the next 64-byte slot, never handed out */
+    long *q = (long *)o;
+    __asm__ volatile("" : "+r"(q)); /* beyond what alloc_size lets GCC see */
+    sink = q[8];                    /* the next 64-byte slot, never handed out */
 }
 
 TEST_BOTH(use_after_free)

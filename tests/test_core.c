@@ -3,6 +3,7 @@
  * track/untrack/retain, destructors, hooks, statistics.  Misuse has its own
  * file (test_misuse.c).  Most cases run in both cleanup modes.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -734,6 +735,135 @@ TEST(option_values)
     unsetenv("SAMM_TRACE");
     unsetenv("SAMM_QUEUE_BATCHES");
     expect_errors(2);
+}
+
+/* ------------------------------------------------------------------------
+ * The scope guards
+ * ---------------------------------------------------------------------- */
+/* Each way of leaving a SAMM_AUTO_SCOPE block exits its scope once. */
+TEST_BOTH(auto_scope_break_continue)
+{
+    int rounds = 0;
+    for (int i = 0; i < 5; i++) {
+        SAMM_AUTO_SCOPE;
+        tracked_obj(i);
+        CHECK_EQ(samm_scope_depth(), 1);
+        rounds++;
+        if (i == 1) continue; /* the loop's continue, not the guard's */
+        if (i == 3) break;
+    }
+    CHECK_EQ(rounds, 4); /* the loop ran as written: 0, 1, 2, 3 */
+    CHECK_EQ(samm_scope_depth(), 0);
+    CHECK_EQ(dtors(), 4);
+}
+
+static int leave_by_return(int n)
+{
+    SAMM_AUTO_SCOPE;
+    tracked_obj(n);
+    if (n > 0) return samm_scope_depth();
+    return -1;
+}
+
+TEST_BOTH(auto_scope_return_goto)
+{
+    CHECK_EQ(leave_by_return(1), 1);
+    CHECK_EQ(samm_scope_depth(), 0);
+    CHECK_EQ(dtors(), 1);
+    int d = -1;
+    {
+        SAMM_AUTO_SCOPE;
+        tracked_obj(2);
+        d = samm_scope_depth();
+        goto out;
+    }
+out:
+    CHECK_EQ(d, 1);
+    CHECK_EQ(samm_scope_depth(), 0);
+    CHECK_EQ(dtors(), 2);
+}
+
+/* Guards nest (unique names: this file builds with -Wshadow -Werror). */
+TEST_BOTH(scope_guards_nest)
+{
+    SAMM_SCOPE
+    {
+        tracked_obj(1);
+        SAMM_SCOPE
+        {
+            SAMM_AUTO_SCOPE;
+            tracked_obj(2);
+            CHECK_EQ(samm_scope_depth(), 3);
+            {
+                SAMM_AUTO_SCOPE;
+                CHECK_EQ(samm_scope_depth(), 4);
+            }
+        }
+        CHECK_EQ(samm_scope_depth(), 1);
+        CHECK_EQ(dtors(), 1);
+    }
+    CHECK_EQ(samm_scope_depth(), 0);
+    CHECK_EQ(dtors(), 2);
+}
+
+/* SAMM_SCOPE's documented limit: a break inside leaves the SAMM_SCOPE
+ * block (its one-pass loop), not the loop around it. */
+TEST(scope_break_leaves_the_block)
+{
+    int rounds = 0;
+    for (int i = 0; i < 3; i++) {
+        SAMM_SCOPE
+        {
+            rounds++;
+            break;
+        }
+    }
+    CHECK_EQ(rounds, 3);
+    CHECK_EQ(samm_scope_depth(), 0);
+}
+
+/* ------------------------------------------------------------------------
+ * ABI and version
+ * ---------------------------------------------------------------------- */
+/* A program built against the original header has a 136-byte SAMMStats:
+ * nothing past it is written. */
+TEST(stats_abi_original_size)
+{
+    struct {
+        unsigned char v1[SAMM_STATS_V1_SIZE];
+        unsigned char guard[2048];
+    } caller;
+    memset(&caller, 0xA5, sizeof caller);
+    samm_enter_scope();
+    tracked_obj(1);
+    samm_exit_scope();
+    (samm_get_stats)((SAMMStats *)(void *)&caller); /* the symbol, not the macro */
+    for (size_t i = 0; i < sizeof caller.guard; i++)
+        if (caller.guard[i] != 0xA5) {
+            CHECK_EQ(i, sizeof caller.guard); /* first byte written past it */
+            break;
+        }
+    uint64_t exited;
+    memcpy(&exited, caller.v1 + offsetof(SAMMStats, scopes_exited), sizeof exited);
+    CHECK_EQ(exited, 1);
+    /* The sized call writes what it is given, and says how much. */
+    memset(&caller, 0xA5, sizeof caller);
+    CHECK_EQ(samm_get_stats_sized((SAMMStats *)(void *)&caller, 24), 24);
+    CHECK_EQ(caller.v1[24], 0xA5);
+    SAMMStats full;
+    CHECK_EQ(samm_get_stats_sized(&full, sizeof full + 100), sizeof full);
+}
+
+TEST(version)
+{
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", SAMM_VERSION_MAJOR, SAMM_VERSION_MINOR,
+             SAMM_VERSION_PATCH);
+    CHECK(strcmp(samm_version(), want) == 0);
+    CHECK(strcmp(samm_version(), SAMM_VERSION_STRING) == 0);
+    CHECK_EQ(samm_version_number(), SAMM_VERSION_NUMBER);
+    CHECK_EQ(samm_version_number(),
+             SAMM_VERSION_MAJOR * 10000 + SAMM_VERSION_MINOR * 100 + SAMM_VERSION_PATCH);
 }
 
 CHECK_MAIN(setup)
