@@ -1,9 +1,11 @@
+# SPDX-License-Identifier: MIT
 # libsamm - the user's entry point.  CMake does the building; this file
 # names the builds and runs them.
 #
 #   make              release build into build/
 #   make test         the test suite in four builds, then under Valgrind
 #   make demo         build and run the demo
+#   make man          the man pages (needs scdoc), into build/docs/man/man3
 #   make bench        the benchmarks: instruction counts and wall-clock ratios
 #   make bench-quick  the same, small and fast: a smoke test that fails only if a
 #                     backend crashes or gives wrong counts, never on timing
@@ -26,7 +28,7 @@ QUIET  := --no-print-directory
 # (assertions of internal strength and the ASan/Valgrind hooks; the Valgrind
 # suite runs it), asan (ASan+UBSan, expensive assertions) and tsan.
 .PHONY: all build build-check build-asan build-tsan test test-release test-check test-asan \
-        test-tsan test-valgrind demo bench bench-quick fuzz install clean format
+        test-tsan test-valgrind demo man bench bench-quick fuzz install clean format
 
 all: build
 
@@ -88,12 +90,19 @@ demo:
 	@$(CMAKE) --build build -j $(JOBS) --target demo -- $(QUIET)
 	./build/examples/demo
 
+man:
+	@$(CMAKE) -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@command -v scdoc >/dev/null || { echo "scdoc not found: apt-get install scdoc"; exit 1; }
+	@$(CMAKE) --build build --target man -- $(QUIET)
+	@echo "man pages in build/docs/man/man3: man -l build/docs/man/man3/samm.3"
+
 bench: build
 	./build/bench/bench_icount
 	./build/bench/bench_scope
 	./build/bench/bench_core
 	./build/bench/bench_nested
 	./build/bench/bench_alloc
+	./build/bench/bench_background --csv bench/results/background.csv --plot docs/bench-background.svg
 	./build/bench/compare/bench_cmp_runner --results bench/results --docs docs
 
 bench-quick: build
@@ -102,6 +111,7 @@ bench-quick: build
 	./build/bench/bench_core --quick
 	./build/bench/bench_nested --quick
 	./build/bench/bench_alloc --quick
+	./build/bench/bench_background --quick
 	./build/bench/compare/bench_cmp_runner --smoke --results bench/results
 
 fuzz: build-check

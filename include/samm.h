@@ -26,14 +26,20 @@ extern "C" {
 #define SAMM_API __attribute__((visibility("default")))
 #endif
 
-/* Allocation functions: the result aliases nothing, is `size` bytes long,
- * and ignoring it leaks memory. */
+/* Allocation functions: the result is `size` bytes long and ignoring it
+ * loses the block.  Those that return an untracked block also say that it
+ * aliases nothing (`malloc`); samm_alloc must not, because it keeps the
+ * pointer itself: with `malloc` the compiler may assume no later call can
+ * reach the block, and drop stores into it that only the scope's cleanup
+ * would read. */
 #if defined(__GNUC__) || defined(__clang__)
 #define SAMM_ALLOC_ATTRS(size_arg) __attribute__((malloc, alloc_size(size_arg), warn_unused_result))
 #define SAMM_ALLOC_ATTRS0 __attribute__((malloc, warn_unused_result))
+#define SAMM_TRACKED_ALLOC_ATTRS(size_arg) __attribute__((alloc_size(size_arg), warn_unused_result))
 #else
 #define SAMM_ALLOC_ATTRS(size_arg)
 #define SAMM_ALLOC_ATTRS0
+#define SAMM_TRACKED_ALLOC_ATTRS(size_arg)
 #endif
 
 /* The version of the library the program runs with ("0.2.0"), which may
@@ -264,7 +270,7 @@ SAMM_API void samm_retain_parent(void *ptr);
  * ---------------------------------------------------------------------- */
 SAMM_API void *samm_alloc_object(size_t size) SAMM_ALLOC_ATTRS(1);
 SAMM_API void samm_free_object(void *ptr);
-SAMM_API void *samm_alloc(size_t size, SAMMAllocType type) SAMM_ALLOC_ATTRS(1);
+SAMM_API void *samm_alloc(size_t size, SAMMAllocType type) SAMM_TRACKED_ALLOC_ATTRS(1);
 SAMM_API void *samm_alloc_string(void) SAMM_ALLOC_ATTRS0;
 SAMM_API void *samm_alloc_list(void) SAMM_ALLOC_ATTRS0;
 SAMM_API void *samm_alloc_list_atom(void) SAMM_ALLOC_ATTRS0;
@@ -294,25 +300,43 @@ SAMM_API int samm_is_probably_freed(void *ptr);
  *   (0..255) and owns the block from then on: it may call
  *   samm_free_object, free(), or keep it.  NULL restores the default.  Any
  *   thread; a batch being cleaned may still use the hook it looked up.
- * Cleanup runs either inline, on the thread that exits the scope (so
- *   destructors run before samm_exit_scope returns), or in the background,
- *   on a worker thread fed through a bounded queue (a full queue makes the
- *   exiting thread clean inline; nothing is lost).  In background mode the
- *   worker runs the destructors and hooks; the memory of default releases
- *   goes back to the thread that exited the scope, the next time it exits
- *   a scope (any scope), calls samm_wait, or ends.  SAMM_CLEANUP=inline|
- *   background picks the mode at init; samm_set_cleanup_mode at any time
- *   (any thread; batches already queued finish as they were).
+ * Cleanup runs in one of three modes, picked by SAMM_CLEANUP=auto|inline|
+ *   background at init or samm_set_cleanup_mode at any time (any thread;
+ *   batches already queued finish as they were):
+ *   inline      on the thread that exits the scope: destructors run before
+ *               samm_exit_scope returns.
+ *   background  on worker threads fed through a bounded queue (a full
+ *               queue makes the exiting thread clean inline; nothing is
+ *               lost): samm_exit_scope returns at once.
+ *   auto        (the default) per batch: a scope whose cleanup would take
+ *               long enough to pay for the hand-over goes to a worker,
+ *               others are cleaned inline.  The cost is learnt from the
+ *               thread's own batches (its first two, then one in sixteen
+ *               are cleaned inline and timed).
+ *   On a worker, destructors and hooks run there; the memory of default
+ *   releases goes back to the thread that exited the scope, the next time
+ *   it exits a scope (any scope), calls samm_wait, or ends.
+ * samm_set_workers: how many worker threads (1..64; 0: the default, one
+ *   less than the CPUs, at most 8; SAMM_WORKERS sets it at init).  Returns
+ *   the previous number, or -1 (reported).  Fewer: the running workers
+ *   finish what is queued and stop.  Any thread but a worker.
  * samm_wait: returns once every batch queued (by any thread) before the
  *   call has been cleaned - every destructor and hook has returned - and
  *   the memory of the calling thread's batches is back in its pools.
- *   Immediate in inline mode.  On the worker (in a hook) it returns at once.
+ *   Immediate when nothing is queued.  On a worker (in a hook) it returns
+ *   at once.
  * ---------------------------------------------------------------------- */
-typedef enum { SAMM_CLEANUP_INLINE = 0, SAMM_CLEANUP_BACKGROUND = 1 } SAMMCleanupMode;
+typedef enum {
+    SAMM_CLEANUP_INLINE = 0,
+    SAMM_CLEANUP_BACKGROUND = 1,
+    SAMM_CLEANUP_AUTO = 2
+} SAMMCleanupMode;
 
 SAMM_API void samm_register_cleanup(SAMMAllocType type, samm_cleanup_fn fn);
 SAMM_API void samm_set_cleanup_mode(SAMMCleanupMode mode);
 SAMM_API SAMMCleanupMode samm_get_cleanup_mode(void);
+SAMM_API int samm_set_workers(int n);
+SAMM_API int samm_get_workers(void);
 SAMM_API void samm_wait(void);
 
 /* ------------------------------------------------------------------------

@@ -83,18 +83,24 @@ static size_t clean_plain_rest(type_run *r, void **ptrs, const uint8_t *types, s
     return keep;
 }
 
+#define PREFETCH_AHEAD 8
+
 /* Every entry of ours and no tombstone: the loop the nested workload
  * lives in.  It runs the destructors; the memory of default releases is
  * released after the loop (a second, tight one), so it stays valid while
  * the older objects' destructors run.  Those entries end up in ptrs[keep..n); while no hook
  * runs that is the whole array, untouched. */
-static size_t clean_plain(type_run *r, void **ptrs, const uint8_t *types, size_t n)
+SAMM_INLINE size_t clean_plain(type_run *r, void **ptrs, const uint8_t *types, size_t n,
+                               bool prefetch)
 {
     unsigned run_type = r->type;
     uint64_t run = 0;
     samm_cleanup_fn hook = r->hook;
     for (size_t i = n; i-- > 0;) {
         void *p = ptrs[i];
+        /* On a worker every object is in another core's cache: asking for
+         * the next ones early overlaps the transfers. */
+        if (prefetch && i >= PREFETCH_AHEAD) __builtin_prefetch(ptrs[i - PREFETCH_AHEAD], 1);
         unsigned type = types[i];
         if (SAMM_UNLIKELY(type != run_type)) {
             r->run = run;
@@ -151,8 +157,12 @@ void samm__clean(samm_tld *t, samm_batch *b, bool defer, const char *call)
     type_run r = {t, 256, 0, NULL};
     size_t keep = n;
     bool plain = b->ntomb == 0 && b->nforeign == 0;
-    keep =
-        plain ? clean_plain(&r, b->ptrs, b->types, n) : clean_mixed(&r, b->ptrs, b->types, n, call);
+    if (!plain)
+        keep = clean_mixed(&r, b->ptrs, b->types, n, call);
+    else if (t->is_worker)
+        keep = clean_plain(&r, b->ptrs, b->types, n, true);
+    else
+        keep = clean_plain(&r, b->ptrs, b->types, n, false);
     b->nrelease = n - keep;
     if (!defer) samm__release_deferred(t, b, call);
     if (r.run) samm__add(&t->ctr.by_type[r.type], r.run);
@@ -164,6 +174,7 @@ void samm__clean(samm_tld *t, samm_batch *b, bool defer, const char *call)
 
 void samm__release_deferred(samm_tld *t, samm_batch *b, const char *call)
 {
-    samm__release_tracked(t, b->ptrs + b->count - b->nrelease, b->nrelease, call);
+    samm__release_tracked(t, b->ptrs + b->count - b->nrelease, b->nrelease, b->owner != NULL,
+                          call);
     b->nrelease = 0;
 }

@@ -23,7 +23,7 @@ atomic_int samm__enabled = 1;
 /* Scopes entered while the thread could get no context (out of memory):
  * they become its context's phantom scopes once it has one. */
 SAMM_TLS int samm__phantom_early;
-static atomic_int cleanup_mode = SAMM_CLEANUP_INLINE;
+static atomic_int cleanup_mode = SAMM_CLEANUP_AUTO;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int initialized;
 static pthread_once_t process_once = PTHREAD_ONCE_INIT;
@@ -49,6 +49,7 @@ void samm_init(void)
         atomic_store(&cleanup_mode, samm__opt.cleanup_mode);
         atomic_store(&samm__trace_on, samm__opt.trace);
         samm__worker_set_capacity(samm__opt.queue_batches);
+        samm__worker_set_target(samm__opt.workers);
         atomic_store_explicit(&initialized, 1, memory_order_release);
     }
     pthread_mutex_unlock(&init_lock);
@@ -113,7 +114,8 @@ int samm_is_enabled(void)
 void samm_set_cleanup_mode(SAMMCleanupMode mode)
 {
     samm__ensure_init();
-    if (mode != SAMM_CLEANUP_INLINE && mode != SAMM_CLEANUP_BACKGROUND) {
+    if (mode != SAMM_CLEANUP_INLINE && mode != SAMM_CLEANUP_BACKGROUND &&
+        mode != SAMM_CLEANUP_AUTO) {
         samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_set_cleanup_mode", NULL,
                      "unknown cleanup mode %d", (int)mode);
         return;
@@ -140,7 +142,10 @@ void samm__take_mail(samm_tld *t, const char *call)
     while ((n = samm__mail_take(t, done)) != 0) {
         for (size_t i = 0; i < n; i++) {
             samm__release_deferred(t, &done[i], call);
-            samm__frame_adopt_arrays(t->cur->capacity ? NULL : t->cur, &done[i]);
+            if (t->nspare < SAMM_SPARE_ARRAYS)
+                t->spare[t->nspare++] = done[i]; /* for the next frame without */
+            else
+                samm__batch_free_arrays(&done[i]);
         }
     }
     samm__tld_refresh(t);
@@ -153,12 +158,67 @@ static void clean_inline(samm_tld *t, samm_frame *f, samm_batch *b, const char *
     samm__frame_adopt_arrays(f->capacity || f->count ? NULL : f, b);
 }
 
+/* ------------------------------------------------------------------------
+ * Auto mode: a batch goes to a worker when cleaning it would take long
+ * enough on this thread to pay for the hand-over - a lock, a wake-up, and
+ * every object's cache line crossing to another core and back, which
+ * measured here costs more than a cheap destructor saves.  The cost is
+ * learnt from this thread's own inline batches: its first AUTO_FIRST, then
+ * one in AUTO_SAMPLE (also while offloading, so the estimate follows the
+ * program).  The estimate rises only to the lower of the last two
+ * samples, so one batch that lost the CPU mid-way does not send the next
+ * hundred to a worker; a lower sample pulls it halfway down.
+ * ---------------------------------------------------------------------- */
+#define AUTO_FIRST 2        /* timed batches before any is offloaded   */
+#define AUTO_SAMPLE 16      /* batches per timed one after that        */
+#define AUTO_ENTRY_NS 250   /* offload entries that cost at least this */
+#define AUTO_BATCH_NS 20000 /* ... in batches that take at least this  */
+
+enum { AUTO_INLINE, AUTO_TIMED, AUTO_OFFLOAD };
+
+static int auto_choose(samm_tld *t, const samm_batch *b)
+{
+    uint32_t tick = t->auto_tick++;
+    if (tick < AUTO_FIRST || tick % AUTO_SAMPLE == 0) return AUTO_TIMED;
+    uint64_t n = b->count - b->ntomb;
+    bool worth = t->entry_ns >= AUTO_ENTRY_NS && n * t->entry_ns >= AUTO_BATCH_NS;
+    return worth && samm__worker_backlog() < 2 * (size_t)samm__worker_target() ? AUTO_OFFLOAD
+                                                                                : AUTO_INLINE;
+}
+
+static void clean_timed(samm_tld *t, samm_frame *f, samm_batch *b, const char *call)
+{
+    uint64_t n = b->count - b->ntomb;
+    uint64_t t0 = samm__now_ns();
+    clean_inline(t, f, b, call);
+    if (!n) return;
+    uint64_t per = (samm__now_ns() - t0) / n;
+    if (per > UINT32_MAX / 4) per = UINT32_MAX / 4;
+    uint64_t last = t->last_ns, est = t->entry_ns;
+    t->last_ns = (uint32_t)per;
+    if (per >= est) {
+        uint64_t both = per < last ? per : last;
+        if (both > est) est = both;
+    } else {
+        est = (est + per) / 2;
+    }
+    t->entry_ns = (uint32_t)est;
+}
+
 static void clean_batch(samm_tld *t, samm_frame *f, samm_batch *b, const char *call)
 {
-    if (atomic_load_explicit(&cleanup_mode, RELAXED) == SAMM_CLEANUP_BACKGROUND && !t->is_worker) {
-        b->owner = t;
-        if (samm__worker_submit(t, b)) return;
-        samm__count(t, SAMM_C_INLINE_FALLBACKS, 1);
+    int mode = atomic_load_explicit(&cleanup_mode, RELAXED);
+    if (mode != SAMM_CLEANUP_INLINE && !t->is_worker) {
+        int how = mode == SAMM_CLEANUP_BACKGROUND ? AUTO_OFFLOAD : auto_choose(t, b);
+        if (how == AUTO_TIMED) {
+            clean_timed(t, f, b, call);
+            return;
+        }
+        if (how == AUTO_OFFLOAD) {
+            b->owner = t;
+            if (samm__worker_submit(t, b)) return;
+            samm__count(t, SAMM_C_INLINE_FALLBACKS, 1);
+        }
     }
     clean_inline(t, f, b, call);
 }
@@ -350,6 +410,8 @@ static SAMM_NOINLINE bool track_slow(samm_tld *t, void *p, uint8_t type, const c
     if (t == &samm__tld_empty && (t = samm__tld_attach(call)) == NULL) return false;
     if (!atomic_load_explicit(&samm__enabled, RELAXED)) return true;
     samm_frame *f = t->cur;
+    /* A frame whose arrays went to the worker: arrays that came back. */
+    if (f->capacity == 0 && t->nspare) samm__frame_adopt_arrays(f, &t->spare[--t->nspare]);
     samm_ptr_info in;
     samm__classify(p, &in);
     switch (in.kind) {

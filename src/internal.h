@@ -263,7 +263,8 @@ void samm__release_block(samm_tld *t, samm_slab *s, void *p, _Atomic uint32_t *m
 void *samm__alloc_desc(samm_tld *t, int pool, const char *call);
 /* Releases the memory of tracked entries of ours (their words say so), in
  * order.  Runs of one slab pay for the slab once. */
-void samm__release_tracked(samm_tld *t, void *const *ptrs, size_t n, const char *call);
+void samm__release_tracked(samm_tld *t, void *const *ptrs, size_t n, bool from_worker,
+                           const char *call);
 /* Releases one pointer of any kind found in a batch (ours or foreign). */
 void samm__release_entry(samm_tld *t, void *p, const char *call);
 /* A huge block of `size` bytes, untracked. */
@@ -392,10 +393,16 @@ bool samm__worker_submit(samm_tld *t, const samm_batch *b);
 size_t samm__mail_take(samm_tld *t, samm_batch *out);
 /* Returns once every batch queued before the call is cleaned. */
 void samm__worker_wait(void);
+/* Returns once every batch t queued has come back to its mailbox. */
+void samm__worker_wait_own(samm_tld *t);
 void samm__worker_stop(void);
 bool samm__worker_active(void);
 uint64_t samm__worker_high_water(void);
 void samm__worker_set_capacity(size_t batches);
+/* Batches waiting (read without the lock), and the workers wanted. */
+size_t samm__worker_backlog(void);
+int samm__worker_target(void);
+void samm__worker_set_target(int n);
 void samm__worker_atfork_prepare(void);
 void samm__worker_atfork_parent(void);
 void samm__worker_atfork_child(void);
@@ -416,6 +423,7 @@ void samm__counters_add(samm_counters *into, samm_counters *from);
  * ---------------------------------------------------------------------- */
 typedef struct {
     int cleanup_mode; /* SAMMCleanupMode */
+    int workers;      /* 0: the default */
     bool trace;
     bool stats_at_exit;
     bool pool_off;

@@ -70,16 +70,19 @@ static void arm_fault_injection(void)
 void samm__options_read(void)
 {
     samm_options *o = &samm__opt;
-    o->cleanup_mode = SAMM_CLEANUP_INLINE;
+    o->cleanup_mode = SAMM_CLEANUP_AUTO;
     const char *mode = getenv("SAMM_CLEANUP");
     if (mode && *mode) {
         if (strcasecmp(mode, "background") == 0)
             o->cleanup_mode = SAMM_CLEANUP_BACKGROUND;
-        else if (strcasecmp(mode, "inline") != 0)
+        else if (strcasecmp(mode, "inline") == 0)
+            o->cleanup_mode = SAMM_CLEANUP_INLINE;
+        else if (strcasecmp(mode, "auto") != 0)
             samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_init", NULL,
-                         "SAMM_CLEANUP=%s not understood (inline or background); using inline",
+                         "SAMM_CLEANUP=%s not understood (auto, inline or background); using auto",
                          mode);
     }
+    o->workers = (int)env_number("SAMM_WORKERS", 0, 64, 0);
     o->trace = samm__env_flag("SAMM_TRACE");
     o->stats_at_exit = samm__env_flag("SAMM_STATS");
     o->queue_batches = (size_t)env_number("SAMM_QUEUE_BATCHES", 1, 1 << 24, 1024);

@@ -294,7 +294,7 @@ size_t samm__frame_find(samm_frame *f, const void *p)
 
 samm_batch samm__frame_take(samm_frame *f)
 {
-    samm_batch b = {f->ptrs, f->types, f->count, f->capacity, f->ntomb, f->nforeign, NULL, 0};
+    samm_batch b = {f->ptrs, f->types, f->count, f->capacity, f->ntomb, f->nforeign, NULL, 0, 0};
     f->ptrs = NULL;
     f->types = NULL;
     f->capacity = 0;
@@ -387,6 +387,8 @@ void samm__scopes_release(samm_tld *t)
     samm__free(t->abi);
     t->abi = NULL;
     t->abi_n = 0;
+    while (t->nspare)
+        samm__batch_free_arrays(&t->spare[--t->nspare]);
 }
 
 uintptr_t samm__frame_limit(samm_tld *t)

@@ -249,7 +249,9 @@ void samm_print_stats(void)
         s.host_bytes_freed, s.bytes_returned_to_os, s.retain_calls, s.cleanup_batches,
         s.total_cleanup_time_ms, atomic_load(&samm__timing_on) ? "" : "; timing off",
         s.queue_high_water, s.inline_fallbacks, s.background_worker_active ? "running" : "stopped",
-        samm_get_cleanup_mode() == SAMM_CLEANUP_BACKGROUND ? "background" : "inline",
+        samm_get_cleanup_mode() == SAMM_CLEANUP_BACKGROUND ? "background"
+        : samm_get_cleanup_mode() == SAMM_CLEANUP_AUTO     ? "auto"
+                                                           : "inline",
         s.double_free_attempts, s.foreign_frees, s.bloom_memory_bytes, s.bloom_false_positive_rate);
     for (int i = 0; i < SAMM_POOL_COUNT && n > 0 && (size_t)n < sizeof buf; i++) {
         SAMMPoolStats p;

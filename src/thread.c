@@ -202,7 +202,7 @@ static void thread_exit(void *arg)
                      t->cur->depth + t->phantom);
     samm__unwind_all(t, "thread exit");
     if (t->submitted) {
-        samm__worker_wait();
+        samm__worker_wait_own(t);
         samm__take_mail(t, "thread exit");
     }
     samm__heap_abandon(t);
@@ -212,6 +212,7 @@ static void thread_exit(void *arg)
     counters_retire(t);
     samm__scopes_release(t);
     t->submitted = 0;
+    SAMM_ASSERT(LOAD(&t->nmail) == 0 && t->inflight == 0);
     t->in_use = false;
     pthread_mutex_unlock(&registry_lock);
 }

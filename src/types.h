@@ -157,11 +157,13 @@ typedef struct samm_batch {
     size_t count, capacity;
     uint32_t ntomb, nforeign;
     struct samm_tld *owner; /* whose memory it is, for the worker's reply */
+    uint64_t seq;           /* queued as the seq-th batch (samm_wait)      */
     size_t nrelease;        /* back from the worker: the last nrelease
                                pointers still need their memory released */
 } samm_batch;
 
-#define SAMM_MAILBOX_CAP 32 /* finished batches waiting for their owner */
+#define SAMM_MAILBOX_CAP 32  /* finished batches waiting for their owner */
+#define SAMM_SPARE_ARRAYS 4  /* their arrays kept for the next frames      */
 
 /* ------------------------------------------------------------------------
  * Counters: each thread writes its own (relaxed load + store: plain moves,
@@ -238,9 +240,19 @@ typedef struct samm_tld {
     size_t abi_n;
 
     /* Cleanup. */
+    samm_batch spare[SAMM_SPARE_ARRAYS]; /* arrays back from the worker, for
+                                            frames that have none      */
+    unsigned nspare;
     samm_batch mail[SAMM_MAILBOX_CAP]; /* finished batches (worker lock)  */
     _Atomic size_t nmail;
     uint64_t submitted; /* batches this thread queued            */
+    uint64_t inflight;  /* of which not yet back (worker lock)   */
+    /* Auto mode: what cleaning one entry costs on this thread, in ns (an
+     * estimate from sampled batches), the last sample, and the batch
+     * counter that picks them. */
+    uint32_t entry_ns;
+    uint32_t last_ns;
+    uint32_t auto_tick;
 
     samm_counters ctr;
 

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "fixtures.h"
@@ -1354,6 +1355,183 @@ TEST_BOTH(stack_pointers_not_freed)
     CHECK_EQ(st.objects_cleaned, 2 * STACK_PTRS);
     CHECK_EQ(errors_total(), 2 * STACK_PTRS);
     expect_errors(2 * STACK_PTRS);
+}
+
+/* ------------------------------------------------------------------------
+ * Auto mode and several workers
+ * ---------------------------------------------------------------------- */
+static pthread_t main_thread;
+static atomic_int ran_here, ran_elsewhere;
+static atomic_int spin_us;
+
+static void where_dtor(void *p)
+{
+    (void)p;
+    if (pthread_equal(pthread_self(), main_thread))
+        atomic_fetch_add(&ran_here, 1);
+    else
+        atomic_fetch_add(&ran_elsewhere, 1);
+    int us = atomic_load(&spin_us);
+    if (us > 0) {
+        double t0 = now_ms();
+        while (now_ms() - t0 < us / 1000.0) {
+        }
+    }
+}
+DTOR_VTABLE(where_vtable, where_dtor);
+
+static void where_scope(int n)
+{
+    samm_enter_scope();
+    for (int i = 0; i < n; i++) {
+        Obj *o = samm_alloc_object(sizeof *o);
+        REQUIRE(o != NULL);
+        o->vtable = where_vtable;
+        samm_track_object(o);
+    }
+    samm_exit_scope();
+}
+
+/* Cheap destructors: auto mode keeps them on the thread that exits the
+ * scope, before samm_exit_scope returns.  Under valgrind or TSan even a
+ * cheap destructor costs hundreds of nanoseconds, so there only the count
+ * is checked: every object cleaned once, all of them by samm_wait. */
+TEST(auto_cheap_stays_inline)
+{
+    main_thread = pthread_self();
+    samm_set_cleanup_mode(SAMM_CLEANUP_AUTO);
+    bool timed = !ON_VALGRIND() && !SAMM_TEST_TSAN;
+    for (int r = 0; r < 200; r++) {
+        where_scope(100);
+        if (timed) CHECK_EQ(atomic_load(&ran_here), (r + 1) * 100);
+    }
+    samm_wait();
+    CHECK_EQ(atomic_load(&ran_here) + atomic_load(&ran_elsewhere), 200 * 100);
+    SAMMStats st;
+    samm_get_stats(&st);
+    CHECK_EQ(st.objects_cleaned, 200 * 100);
+    if (timed) {
+        CHECK_EQ(atomic_load(&ran_elsewhere), 0);
+        CHECK_EQ(st.background_worker_active, 0); /* never needed */
+    }
+}
+
+/* Destructors of 50 us: once auto mode has timed a batch, the next ones go
+ * to a worker; all of them run, once. */
+TEST(auto_expensive_goes_to_workers)
+{
+    main_thread = pthread_self();
+    samm_set_cleanup_mode(SAMM_CLEANUP_AUTO);
+    atomic_store(&spin_us, 50);
+    const int scopes = scale(40, 8);
+    for (int r = 0; r < scopes; r++)
+        where_scope(10);
+    samm_wait();
+    CHECK_EQ(atomic_load(&ran_here) + atomic_load(&ran_elsewhere), scopes * 10);
+    CHECK(atomic_load(&ran_elsewhere) > 0);
+    CHECK(atomic_load(&ran_here) >= 10); /* the timed batches */
+}
+
+/* Three workers clean three batches at once: each destructor waits for the
+ * other two (a timeout fails the case instead of hanging it). */
+static pthread_mutex_t meet_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t meet_cv = PTHREAD_COND_INITIALIZER;
+static int meet_n;
+static atomic_int met, missed;
+
+static void meeting_dtor(void *p)
+{
+    (void)p;
+    pthread_mutex_lock(&meet_lock);
+    meet_n++;
+    pthread_cond_broadcast(&meet_cv);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 20;
+    while (meet_n < 3) {
+        if (pthread_cond_timedwait(&meet_cv, &meet_lock, &until) != 0) break;
+    }
+    if (meet_n >= 3)
+        atomic_fetch_add(&met, 1);
+    else
+        atomic_fetch_add(&missed, 1);
+    pthread_mutex_unlock(&meet_lock);
+}
+DTOR_VTABLE(meeting_vtable, meeting_dtor);
+
+static void *meeting_thread(void *arg)
+{
+    (void)arg;
+    samm_enter_scope();
+    Obj *o = samm_alloc_object(sizeof *o);
+    REQUIRE(o != NULL);
+    o->vtable = meeting_vtable;
+    samm_track_object(o);
+    samm_exit_scope();
+    return NULL;
+}
+
+TEST(workers_run_in_parallel)
+{
+    CHECK(samm_set_workers(3) > 0);
+    CHECK_EQ(samm_get_workers(), 3);
+    samm_set_cleanup_mode(SAMM_CLEANUP_BACKGROUND);
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        REQUIRE(pthread_create(&th[i], NULL, meeting_thread, NULL) == 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    samm_wait();
+    CHECK_EQ(atomic_load(&met), 3);
+    CHECK_EQ(atomic_load(&missed), 0);
+}
+
+TEST(workers_argument)
+{
+    capture_on();
+    int dflt = samm_get_workers();
+    CHECK(dflt >= 1 && dflt <= 8);
+    CHECK_EQ(samm_set_workers(-1), -1);
+    CHECK_EQ(captured.code, SAMM_ERR_BAD_ARGUMENT);
+    CHECK_EQ(samm_set_workers(65), -1);
+    CHECK_EQ(samm_set_workers(2), dflt);
+    CHECK_EQ(samm_get_workers(), 2);
+    CHECK_EQ(samm_set_workers(0), 2);
+    CHECK_EQ(samm_get_workers(), dflt);
+    expect_errors(2);
+}
+
+/* samm_wait is exact with several workers and several program threads. */
+static void *many_scopes(void *arg)
+{
+    (void)arg;
+    for (int r = 0; r < 20; r++)
+        where_scope(5);
+    return NULL;
+}
+
+TEST(wait_exact_many_workers)
+{
+    capture_on();
+    main_thread = pthread_self();
+    samm_set_workers(4);
+    samm_set_cleanup_mode(SAMM_CLEANUP_BACKGROUND);
+    atomic_store(&spin_us, 200);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        REQUIRE(pthread_create(&th[i], NULL, many_scopes, NULL) == 0);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    samm_wait();
+    CHECK_EQ(atomic_load(&ran_here) + atomic_load(&ran_elsewhere), 4 * 20 * 5);
+    SAMMStats st;
+    samm_get_stats(&st);
+    CHECK_EQ(st.objects_cleaned, 4 * 20 * 5);
+    CHECK_EQ(st.objects_tracked, 4 * 20 * 5);
+    SAMMPoolStats ps;
+    samm_get_pool_stats(0, &ps); /* pool 0: 32-byte objects */
+    CHECK_EQ(ps.in_use, 0); /* every object's memory is back after the wait */
+    CHECK_EQ(captured.count, 0);
 }
 
 CHECK_MAIN(setup)
