@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench.h - timing helpers shared by the benchmarks: a monotonic clock, a
  * best-of-N runner and a compiler barrier so measured work is not elided.
  * Benchmarks report ratios against a baseline measured in the same run.

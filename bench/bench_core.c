@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_core.c - the core's costs as ratios against baselines measured in
  * the same run: empty scope enter+exit vs one malloc(32)+free pair; track +
  * scope-exit cleanup per object vs a raw array append; random-order

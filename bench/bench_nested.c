@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_nested.c - the headline workload: 1,000,000 objects of 16-64 B,
  * each with a vtable destructor, 100 per scope: allocate, track, clean at
  * scope exit.  libsamm (inline and background) against hand-written

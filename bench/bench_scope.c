@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_scope.c - cost of the scope-storage ABI against a plain growing
  * array in the same run: samm_scope_add per entry, and a whole frame's
  * fill + reset / fill + detach (+ free of the arrays) at several sizes.

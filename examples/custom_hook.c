@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* custom_hook.c - a release hook for a host type: a file handle that is
  * closed when the scope that opened it exits.
  */

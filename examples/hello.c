@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* hello.c - one scope: objects made inside it die when it exits. */
 #include <stdio.h>
 

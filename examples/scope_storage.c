@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* scope_storage.c - the scope-storage ABI on its own: a frame per depth,
  * entries added, one removed, the rest detached and released with free().
  */

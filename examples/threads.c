@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* threads.c - every thread has its own scope stack: four threads nest
  * scopes at the same depths without seeing each other's objects.
  */

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Fails unless PROG --list prints exactly COUNT cases: the CTest registration
 # (read from the source's TEST lines) and the program agree.
 execute_process(COMMAND ${PROG} --list OUTPUT_VARIABLE out RESULT_VARIABLE rc)

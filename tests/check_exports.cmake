@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Fails unless every dynamic symbol the shared library defines starts with samm_.
 execute_process(COMMAND nm -D --defined-only ${LIB} OUTPUT_VARIABLE syms RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* backend.h - the interface every comparison backend implements, and the
  * object and string layouts they all share, so that every backend does the
  * same work and the driver (workloads.c) can check what it did.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* be_apr.c - APR pools: a pool per scope (a subpool of the enclosing
  * scope's), apr_pool_cleanup_register per object and string; a returned
  * object is copied into the parent pool, its cleanup moved with it.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* be_boehm.c - Boehm GC: GC_MALLOC and no explicit free.  Objects get a
  * finalizer that runs their destructor whenever the collector finds them
  * dead (late: counted and reported); strings need none.

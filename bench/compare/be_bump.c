@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* be_bump.c - the floor: a per-thread bump arena, a scope is a mark that
  * exit resets to.  No destructors, no per-object free; nothing real can be
  * faster, so it bounds what any backend could reach.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* be_heap.c - the hand-written baselines: every object and string freed by
  * the code that made it, with glibc malloc (BENCH_HEAP_MALLOC), mimalloc's
  * mi_* API (BENCH_HEAP_MIMALLOC) or jemalloc (BENCH_HEAP_JEMALLOC).

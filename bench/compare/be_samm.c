@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* be_samm.c - libsamm: objects from samm_alloc_object tracked in the
  * current scope, returned ones retained to the parent, strings from the
  * descriptor pool released by a cleanup hook.  BENCH_SAMM_BACKGROUND (0 or

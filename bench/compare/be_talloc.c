@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* be_talloc.c - talloc: a context per scope (a child of the enclosing
  * scope's), talloc_set_destructor on every object and string, returned
  * objects stolen into the parent context.

@@ -1,6 +1,8 @@
+/* SPDX-License-Identifier: MIT */
 /* runner.c - runs the comparison suite: fork/execs each bench_cmp_<backend>
  * per workload several times, takes ns/op from the child's RESULT line and
- * peak RSS from wait4(), prints tables, writes CSV and (full runs) plots.
+ * peak RSS from wait4(), prints tables, writes CSV and plots (full runs, or
+ * wherever --docs says).
  */
 #include <errno.h>
 #include <limits.h>
@@ -12,6 +14,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -79,7 +82,7 @@ static int available[NB];
 static size_t nw; /* workloads in this run: threads4 only with 4+ CPUs */
 
 static struct {
-    int quick, smoke, runs;
+    int quick, smoke, runs, docs_given;
     char bindir[PATH_LEN];
     const char *results, *docs;
 } opt = {.results = "bench/results", .docs = "docs"};
@@ -391,6 +394,50 @@ static int run_gnuplot(const char *gnuplot, const char *script)
            WEXITSTATUS(status) == 0;
 }
 
+/* The machine the numbers come from, for the plots' subtitle: the CPU
+ * model (/proc/cpuinfo), the CPUs online and the kernel (uname). */
+static void describe_machine(char *out, size_t size)
+{
+    char model[256] = "";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "model name", 10) != 0) continue;
+        const char *v = strchr(line, ':');
+        if (!v) continue;
+        v += strspn(v + 1, " \t") + 1;
+        snprintf(model, sizeof model, "%.*s", (int)strcspn(v, "\n"), v);
+        break;
+    }
+    if (f) fclose(f);
+    struct utsname u;
+    int have_uname = uname(&u) == 0;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(out, size, "%s%s%ld CPUs, %s %s %s", model, model[0] ? ", " : "", cpus,
+             have_uname ? u.sysname : "?", have_uname ? u.release : "",
+             have_uname ? u.machine : "");
+}
+
+/* s for a gnuplot double-quoted string: " and \\ escaped. */
+static void gp_quote(char *out, size_t size, const char *s)
+{
+    size_t n = 0;
+    for (; *s && n + 2 < size; s++) {
+        if (*s == '"' || *s == '\\') out[n++] = '\\';
+        out[n++] = *s;
+    }
+    out[n] = '\0';
+}
+
+/* The value written on a bar: three significant figures or so. */
+static void bar_label(char *out, size_t size, double v)
+{
+    snprintf(out, size, v < 10 ? "%.2f" : v < 100 ? "%.1f" : "%.0f", v);
+}
+
+/* One SVG per workload: median ns per operation as bars (libsamm's in
+ * blue), min-max as error bars, the median written on each bar, a linear
+ * scale from 0, and the date, machine and number of runs under the title. */
 static void write_plots(void)
 {
     char gnuplot[PATH_LEN];
@@ -398,7 +445,12 @@ static void write_plots(void)
         printf("plots: gnuplot not found, none drawn\n");
         return;
     }
-    if (mkdir_p(opt.docs) != 0) return;
+    if (mkdir_p(opt.docs) != 0 || mkdir_p(opt.results) != 0) return;
+    char machine[512], machine_q[1024], date[32];
+    describe_machine(machine, sizeof machine);
+    gp_quote(machine_q, sizeof machine_q, machine);
+    time_t now = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%d", localtime(&now));
     int drawn = 0;
     for (size_t w = 0; w < nw; w++) {
         const char *name = all_workloads[w].name;
@@ -406,24 +458,40 @@ static void write_plots(void)
         snprintf(file, sizeof file, "%s/%s.dat", opt.results, name);
         FILE *dat = fopen(file, "w");
         if (!dat) continue;
-        for (size_t b = 0; b < NB; b++)
-            if (available[b] && cells[w][b].median > 0)
-                fprintf(dat, "\"%s\" %.4f %.4f %.4f\n", backends[b].name, cells[w][b].median,
-                        cells[w][b].min, cells[w][b].max);
+        double top = 0;
+        int bars = 0;
+        for (size_t b = 0; b < NB; b++) {
+            const cell *c = &cells[w][b];
+            if (!available[b] || c->median <= 0) continue;
+            char label[32];
+            bar_label(label, sizeof label, c->median);
+            unsigned colour = strncmp(backends[b].name, "samm", 4) == 0 ? 0x3b75afu : 0x9a9a9au;
+            fprintf(dat, "\"%s\" %.4f %.4f %.4f \"%s\" %u\n", backends[b].name, c->median, c->min,
+                    c->max, label, colour);
+            if (c->max > top) top = c->max;
+            bars++;
+        }
         fclose(dat);
+        if (bars == 0) continue;
         char script[PATH_LEN];
         snprintf(script, sizeof script, "%s/%s.gp", opt.results, name);
         FILE *gp = fopen(script, "w");
         if (!gp) continue;
         fprintf(gp,
-                "set terminal svg size 820,420 dynamic background rgb 'white'\n"
+                "set terminal svg size 820,460 dynamic background rgb 'white' font 'sans,12'\n"
                 "set output '%s/bench-%s.svg'\n"
-                "set title '%s: ns per %s (median, bars min-max; lower is better)' noenhanced\n"
-                "set ylabel 'ns (log scale)'\nset logscale y\nset yrange [1:*]\nset boxwidth 0.6\n"
-                "set style fill solid 0.5\nset xtics rotate by -30 noenhanced\nset grid y\n"
-                "plot '%s' using 0:2:xtic(1) with boxes notitle, "
-                "'' using 0:2:3:4 with yerrorbars lc rgb 'black' pt -1 notitle\n",
-                opt.docs, name, name, all_workloads[w].unit, file);
+                "set title \"%s: ns per %s (lower is better)\\n"
+                "median of %d runs, bars min-max; %s; %s\" noenhanced\n"
+                "set ylabel 'ns'\n"
+                "set yrange [0:%.6g]\nset xrange [-0.6:%d.4]\nset boxwidth 0.6\n"
+                "set style fill solid 0.7 border rgb 'black'\n"
+                "set xtics rotate by -30 noenhanced nomirror\nset ytics nomirror\nset grid y\n"
+                "plot '%s' using 0:2:6:xtic(1) with boxes lc rgb variable notitle, "
+                "'' using 0:2:3:4:2:(0.2) with candlesticks whiskerbars 0.3 lc rgb 'black' "
+                "fs empty notitle, "
+                "'' using 0:4:5 with labels offset 0,0.8 font ',11' noenhanced notitle\n",
+                opt.docs, name, name, all_workloads[w].unit, opt.runs, date, machine_q, top * 1.15,
+                bars - 1, file);
         fclose(gp);
         drawn += run_gnuplot(gnuplot, script);
     }
@@ -437,7 +505,7 @@ static void usage(void)
 {
     fprintf(stderr, "usage: bench_cmp_runner [--quick] [--smoke] [--runs N] [--bindir DIR]\n"
                     "                        [--results DIR] [--docs DIR]\n"
-                    "  --quick   smaller workloads, 2 runs, no plots\n"
+                    "  --quick   smaller workloads, 2 runs, no plots unless --docs is given\n"
                     "  --smoke   --quick, and fail unless every built backend ran and produced\n"
                     "            sane numbers (never fails on timing)\n");
     exit(2);
@@ -459,7 +527,7 @@ static void parse_args(int argc, char **argv)
         } else if (strcmp(a, "--results") == 0 && v) {
             opt.results = v, i++;
         } else if (strcmp(a, "--docs") == 0 && v) {
-            opt.docs = v, i++;
+            opt.docs = v, opt.docs_given = 1, i++;
         } else {
             usage();
         }
@@ -526,7 +594,7 @@ int main(int argc, char **argv)
         print_table(w);
     print_threads_summary();
     write_csv();
-    if (!opt.quick) write_plots();
+    if (!opt.quick || opt.docs_given) write_plots();
 
     if (failures) {
         printf("\nFAILED: %d backend/workload pairs did not run cleanly (see tables)\n", failures);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* workloads.c - the comparison driver linked into every bench_cmp_<backend>
  * executable: runs one workload (warm-up, then timed) against the backend
  * and prints one RESULT line of key=value pairs for the runner.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* consumer.c - a program built against an installed libsamm. */
 #include <samm_scope.h>
 #include <stdlib.h>
