@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "samm_version.h" /* SAMM_VERSION_MAJOR, _MINOR, _PATCH, SAMM_VERSION_STRING */
 
@@ -54,8 +55,8 @@ SAMM_API int samm_version_number(void);
  * libsamm does not crash on misuse.  It tells the error handler what went
  * wrong, which call saw it and the pointer involved, then carries on with
  * the call turned into a no-op (or, for out of memory, a NULL result); no
- * other object is touched.  The default handler prints one line to
- * stderr, for example
+ * other object is touched.  The default handler prints one line to the
+ * output (stderr unless samm_set_output says otherwise), for example
  *     samm: double free of 0x5581c2a0 in samm_free_object
  * ---------------------------------------------------------------------- */
 typedef enum {
@@ -84,10 +85,11 @@ typedef struct {
 
 /* Called on the thread that made the bad call, or on the cleanup worker for
  * what a background cleanup finds.  It must not longjmp out of libsamm; it
- * may call libsamm (errors it causes are reported, not re-entered). */
+ * may call libsamm: errors it causes go to the default printer (the
+ * handler is not entered again from inside itself). */
 typedef void (*samm_error_fn)(const SAMMError *err, void *user);
 
-/* Installs `fn` (NULL restores the default stderr printer) and returns the
+/* Installs `fn` (NULL restores the default printer) and returns the
  * previous handler.  Any thread; takes effect for errors reported after it. */
 SAMM_API samm_error_fn samm_set_error_handler(samm_error_fn fn, void *user);
 
@@ -136,13 +138,17 @@ typedef void (*samm_cleanup_fn)(void *ptr);
  * optional.  samm_shutdown() waits for all queued cleanup, cleans every
  * scope the calling thread still has open (the global scope included;
  * open scopes above it are reported as SAMM_ERR_SCOPE_IMBALANCE), stops
- * the worker, reports blocks still allocated as leaks (SAMM_ERR_LEAK),
- * prints statistics when SAMM_STATS is set, and leaves the library ready to
- * be initialised again (SAMM_* variables are read again then).  Both are
- * idempotent.  Scopes other threads still have open are cleaned when those
- * threads end.  Threads: samm_init any; samm_shutdown from one thread while
- * no other thread is inside a libsamm call (other threads may go on using
- * libsamm afterwards: it initialises again).
+ * the workers, reports as leaks (SAMM_ERR_LEAK, one per pool) the blocks of
+ * this thread and of ended threads that are neither tracked nor freed,
+ * prints the leak report when SAMM_LEAKS is set and statistics when
+ * SAMM_STATS is, and leaves the library ready to be initialised again
+ * (SAMM_* variables are read again then).  Both are idempotent.  Blocks of
+ * threads still running are theirs, not leaks; the scopes they have open
+ * are cleaned when they end.  A program that never calls samm_shutdown
+ * gets the same reports at exit (an atexit handler) when SAMM_STATS or
+ * SAMM_LEAKS is set.  Threads: samm_init any; samm_shutdown from one
+ * thread while no other thread is inside a libsamm call (other threads may
+ * go on using libsamm afterwards: it initialises again).
  * ---------------------------------------------------------------------- */
 SAMM_API void samm_init(void);
 SAMM_API void samm_shutdown(void);
@@ -300,20 +306,23 @@ SAMM_API int samm_is_probably_freed(void *ptr);
  *   (0..255) and owns the block from then on: it may call
  *   samm_free_object, free(), or keep it.  NULL restores the default.  Any
  *   thread; a batch being cleaned may still use the hook it looked up.
- * Cleanup runs in one of three modes, picked by SAMM_CLEANUP=auto|inline|
- *   background at init or samm_set_cleanup_mode at any time (any thread;
- *   batches already queued finish as they were):
- *   inline      on the thread that exits the scope: destructors run before
- *               samm_exit_scope returns.
+ * Cleanup runs in one of three modes, picked by SAMM_CLEANUP=inline|
+ *   background|auto at init or samm_set_cleanup_mode at any time (any
+ *   thread; batches already queued finish as they were):
+ *   inline      (the default) on the thread that exits the scope:
+ *               destructors run before samm_exit_scope returns.
  *   background  on worker threads fed through a bounded queue (a full
  *               queue makes the exiting thread clean inline; nothing is
  *               lost): samm_exit_scope returns at once.
- *   auto        (the default) per batch: a scope whose cleanup would take
+ *   auto        per batch: a scope whose cleanup would take
  *               long enough to pay for the hand-over goes to a worker,
  *               others are cleaned inline.  The cost is learnt from the
  *               thread's own batches (its first two, then one in sixteen
  *               are cleaned inline and timed).
- *   On a worker, destructors and hooks run there; the memory of default
+ *   Background and auto run destructors and hooks on another thread, so
+ *   they must be safe to run there (a runtime whose refcounts are plain
+ *   integers is not): a program opts in.  On a worker, destructors and
+ *   hooks run there; the memory of default
  *   releases goes back to the thread that exited the scope, the next time
  *   it exits a scope (any scope), calls samm_wait, or ends.
  * samm_set_workers: how many worker threads (1..64; 0: the default, one
@@ -419,10 +428,13 @@ SAMM_API void samm_get_stats(SAMMStats *out);
 #define samm_get_stats(out) ((void)samm_get_stats_sized((out), sizeof *(out)))
 /* Fills `out` for pool `index`; returns 0, or -1 for a bad index.  Any thread. */
 SAMM_API int samm_get_pool_stats(int index, SAMMPoolStats *out);
-/* Prints the statistics to stderr.  Any thread. */
+/* Prints the statistics to the output.  Any thread. */
 SAMM_API void samm_print_stats(void);
-/* One stderr line per scope enter/exit and cleanup batch while on.  Any
- * thread; process-wide. */
+/* While on, one line to the output for every scope entered or exited, every
+ * retain and every cleanup batch (SAMM_TRACE=1 at init).  Tracing makes
+ * every samm_enter_scope and samm_exit_scope take the slow path; other
+ * threads start tracing at their next scope entry or exit.  Any thread;
+ * process-wide. */
 SAMM_API void samm_set_trace(int on);
 /* Measures total_cleanup_time_ms while on (also with SAMM_STATS or
  * tracing); off, no clock is read.  Any thread; process-wide. */
@@ -431,6 +443,59 @@ SAMM_API void samm_set_timing(int on);
  * (the original runtime reports its string buffers): adds to
  * host_bytes_freed, never to total_bytes_freed.  Any thread. */
 SAMM_API void samm_record_bytes_freed(uint64_t bytes);
+
+/* ------------------------------------------------------------------------
+ * Reports: where the memory is
+ *
+ * samm_report: every program thread's open scopes, each with its objects
+ *   grouped by type (count and bytes), as a tree to read at a glance:
+ *     samm: report (pid 4242): 2 threads, 2 open scopes, 10 tracked objects, 336 B
+ *       thread 4242 "demo" (this thread): depth 2, 10 objects, 336 B
+ *         depth 0 (global): 2 objects, 64 B
+ *           OBJECT              2  64 B
+ *         depth 1: empty
+ *         depth 2: 8 objects, 272 B
+ *           OBJECT              6  192 B
+ *           STRING              2  80 B
+ *       thread 4250 "loader": busy - passed no scope entry or exit within 100 ms
+ *       cleanup: 0 batches queued, 1 worker
+ *   A thread's scopes are read by that thread: each one is asked, and
+ *   answers at its next scope entry or exit; one that passes none within
+ *   SAMM_REPORT_WAIT_MS (default 100) is shown as busy.  Workers are not
+ *   listed; bytes of pointers the host tracked are not known.  `out` NULL:
+ *   the output.  Any thread (one report at a time).
+ * samm_report_json: the same as one line of JSON: {"pid", "threads": [{"tid",
+ *   "name", "self", "state": "ok"|"busy", "depth", "objects", "bytes",
+ *   "complete", "scopes": [{"depth", "objects", "bytes", "types": [{"type",
+ *   "code", "count", "bytes"}]}]}], "queued_batches", "workers"}.
+ * samm_report_leaks: the blocks of the calling thread and of ended threads
+ *   that are neither tracked nor freed, grouped by allocation site (when
+ *   recorded) and size, largest first; returns how many.  At exit these
+ *   are leaks; before, the program may still hold some.  Blocks of other
+ *   threads still running are not examined.  Any thread.
+ * samm_set_sites: records, for every block allocated while on, the
+ *   address of the call that allocated it (SAMM_SITES=1 at init); the leak
+ *   report then names the function (dladdr: link the program with
+ *   -rdynamic for its own functions, or give the printed file+offset to
+ *   addr2line).  While on, every allocation takes the slow path; off, it
+ *   costs nothing.  Other threads start recording at their next scope
+ *   entry or exit, or slab change.  Returns the previous setting.  Any
+ *   thread.
+ * samm_set_output: where libsamm's text goes - error lines of the default
+ *   handler, statistics, traces, reports with `out` NULL, the reports at
+ *   exit: `out` (NULL: stderr, the default), written whole lines at a
+ *   time and flushed.  samm_set_output_fn sends the same text to `fn`
+ *   instead (NULL: back to the file), one or more whole lines per call,
+ *   possibly from several threads at once; `fn` may call libsamm.  Any
+ *   thread.
+ * ---------------------------------------------------------------------- */
+SAMM_API void samm_report(FILE *out);
+SAMM_API void samm_report_json(FILE *out);
+SAMM_API size_t samm_report_leaks(FILE *out);
+SAMM_API int samm_set_sites(int on);
+typedef void (*samm_output_fn)(const char *text, void *user);
+SAMM_API void samm_set_output(FILE *out);
+SAMM_API void samm_set_output_fn(samm_output_fn fn, void *user);
 
 #ifdef __cplusplus
 }

@@ -74,9 +74,11 @@ void *samm__alloc_pool(samm_tld *t, int pool, size_t size, const char *call)
     return alloc_pool_slow(t, pool, size, call);
 }
 
-SAMM_NOINLINE void *samm__alloc_small_slow(samm_tld *t, size_t size, const char *call)
+SAMM_NOINLINE void *samm__alloc_small_slow(samm_tld *t, size_t size, const void *site)
 {
+    static const char call[] = "samm_alloc_object";
     if (t == &samm__tld_empty && (t = samm__tld_attach(call)) == NULL) return NULL;
+    t->site = site;
     return samm__alloc_any(t, size, call);
 }
 
@@ -92,12 +94,14 @@ void *samm_alloc_object(size_t size)
             return zero_block(p, size);
         }
     }
-    return samm__alloc_small_slow(t, size, "samm_alloc_object");
+    /* The caller's address, for allocation sites: read only on this path. */
+    return samm__alloc_small_slow(t, size, __builtin_return_address(0));
 }
 
-void *samm__alloc_desc(samm_tld *t, int pool, const char *call)
+void *samm__alloc_desc(samm_tld *t, int pool, const char *call, const void *site)
 {
     if (t == &samm__tld_empty && (t = samm__tld_attach(call)) == NULL) return NULL;
+    t->site = site;
     samm__desc_freeze();
     size_t size = samm__layout(pool)->size;
     return alloc_pool_slow(t, pool, size, call);
@@ -115,7 +119,7 @@ void *samm__alloc_desc(samm_tld *t, int pool, const char *call)
             memset(p, 0, s->size);                                                                 \
             return p;                                                                              \
         }                                                                                          \
-        return samm__alloc_desc(t, pool, #name);                                                   \
+        return samm__alloc_desc(t, pool, #name, __builtin_return_address(0));                      \
     }
 DESC_ALLOC(samm_alloc_string, SAMM_DESC_STRING)
 DESC_ALLOC(samm_alloc_list, SAMM_DESC_LIST)
@@ -156,6 +160,9 @@ void *samm__huge_alloc(samm_tld *t, size_t size, const char *call)
     STORE(m, SAMM_META_LIVE);
     t->last_alloc = p;
     t->last_meta = m;
+    s->owner_gen = t->gen;
+    if (SAMM_UNLIKELY(LOAD(&samm__sites_on))) samm__site_note(t, s, p);
+    samm__huge_link(s);
     samm__count(t, SAMM_C_HUGE_ALLOCS, 1);
     samm__count(t, SAMM_C_HUGE_BYTES_ALLOCATED, rounded);
     return p;
@@ -168,6 +175,7 @@ void samm__huge_free(samm_tld *t, samm_slab *s, const char *call)
     samm__count(t, SAMM_C_HUGE_FREES, 1);
     samm__count(t, SAMM_C_HUGE_BYTES_FREED, s->huge_size);
     samm__bloom_add(p);
+    samm__huge_unlink(s);
     samm__span_put(t, s);
 }
 

@@ -23,7 +23,7 @@ atomic_int samm__enabled = 1;
 /* Scopes entered while the thread could get no context (out of memory):
  * they become its context's phantom scopes once it has one. */
 SAMM_TLS int samm__phantom_early;
-static atomic_int cleanup_mode = SAMM_CLEANUP_AUTO;
+static atomic_int cleanup_mode = SAMM_CLEANUP_INLINE;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int initialized;
 static pthread_once_t process_once = PTHREAD_ONCE_INIT;
@@ -37,6 +37,8 @@ static void process_init(void)
     samm__track_init();
     samm__slab_init();
     samm__thread_process_init();
+    /* SAMM_STATS and SAMM_LEAKS report at exit, also without shutdown. */
+    atexit(samm__at_exit);
 }
 
 void samm_init(void)
@@ -53,6 +55,15 @@ void samm_init(void)
         atomic_store_explicit(&initialized, 1, memory_order_release);
     }
     pthread_mutex_unlock(&init_lock);
+    /* Threads that already run (samm_init after samm_shutdown) pick up
+     * tracing and sites at their next slow path. */
+    if (samm__opt.trace) samm__tld_each(samm__poke_slow, NULL);
+    if (samm__opt.sites && !atomic_load(&samm__sites_on)) samm_set_sites(1);
+}
+
+bool samm__initialized(void)
+{
+    return atomic_load_explicit(&initialized, memory_order_acquire);
 }
 
 void samm__ensure_init(void)
@@ -76,11 +87,12 @@ void samm__init_atfork_release(void)
 void samm__tld_refresh(samm_tld *t)
 {
     bool on = atomic_load(&samm__enabled);
-    bool plain = on && t->phantom == 0;
+    if (SAMM_UNLIKELY(t->sites_gen != atomic_load(&samm__sites_gen))) samm__heap_redirect(t);
+    bool plain = on && t->phantom == 0 && !atomic_load(&samm__trace_on);
     STORE(&t->limit, plain ? samm__frame_limit(t) : 0);
     STORE(&t->floor, plain && LOAD(&t->nmail) == 0 ? samm__frame_floor(t) : UINTPTR_MAX);
     atomic_thread_fence(memory_order_seq_cst);
-    if (!atomic_load(&samm__enabled)) {
+    if (!atomic_load(&samm__enabled) || atomic_load(&samm__trace_on) || atomic_load(&t->snap_req)) {
         STORE(&t->limit, 0);
         STORE(&t->floor, UINTPTR_MAX);
     } else if (LOAD(&t->nmail)) {
@@ -88,11 +100,16 @@ void samm__tld_refresh(samm_tld *t)
     }
 }
 
-static void poke_disabled(samm_tld *t, void *unused)
+void samm__poke_slow(samm_tld *t, void *unused)
 {
     (void)unused;
     STORE(&t->limit, 0);
     STORE(&t->floor, UINTPTR_MAX);
+}
+
+static void poke_disabled(samm_tld *t, void *unused)
+{
+    samm__poke_slow(t, unused);
     samm__frames_poke(t, true);
 }
 
@@ -231,6 +248,7 @@ static SAMM_NOINLINE void exit_slow(samm_tld *t)
         return;
     }
     if (LOAD(&t->nmail)) samm__take_mail(t, call);
+    if (SAMM_UNLIKELY(LOAD(&t->snap_req))) samm__snap_answer(t);
     if (!atomic_load_explicit(&samm__enabled, RELAXED)) {
         samm__tld_refresh(t);
         return;
@@ -281,6 +299,7 @@ static SAMM_NOINLINE void enter_slow(samm_tld *t)
         samm__phantom_early++;
         return;
     }
+    if (SAMM_UNLIKELY(LOAD(&t->snap_req))) samm__snap_answer(t);
     if (!atomic_load_explicit(&samm__enabled, RELAXED)) {
         samm__tld_refresh(t);
         return;
@@ -653,7 +672,7 @@ void samm_free_object(void *p)
     free_object_slow(t, p);
 }
 
-static SAMM_NOINLINE void *alloc_slow(samm_tld *t, size_t size, unsigned type)
+static SAMM_NOINLINE void *alloc_slow(samm_tld *t, size_t size, unsigned type, const void *site)
 {
     static const char call[] = "samm_alloc";
     if (type > 255) {
@@ -661,6 +680,7 @@ static SAMM_NOINLINE void *alloc_slow(samm_tld *t, size_t size, unsigned type)
         return NULL;
     }
     if (t == &samm__tld_empty && (t = samm__tld_attach(call)) == NULL) return NULL;
+    t->site = site;
     int desc = type == SAMM_ALLOC_STRING      ? SAMM_DESC_STRING
                : type == SAMM_ALLOC_LIST      ? SAMM_DESC_LIST
                : type == SAMM_ALLOC_LIST_ATOM ? SAMM_DESC_ATOM
@@ -705,7 +725,7 @@ void *samm_alloc(size_t size, SAMMAllocType type)
             return samm__zero_small(p, size);
         }
     }
-    return alloc_slow(t, size, ty);
+    return alloc_slow(t, size, ty, __builtin_return_address(0));
 }
 
 /* ------------------------------------------------------------------------

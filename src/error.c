@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* error.c - how errors leave the library: one user-settable handler, a
- * default that prints one "samm: ..." line to stderr, a count; and what a
+ * default that prints one "samm: ..." line to the output (stderr unless
+ * the program says otherwise), a count; and what a
  * failed assertion of a debug build does.
  */
 #include <pthread.h>
@@ -92,14 +93,19 @@ void samm__report(SAMMErrorCode code, const char *call, const void *ptr, const c
     pthread_mutex_unlock(&handler_lock);
 
     SAMMError err = {code, call ? call : "?", ptr, msg};
-    if (fn) {
+    /* An error the handler itself causes goes to the default printer: the
+     * handler is never entered again from inside itself. */
+    static _Thread_local bool in_handler;
+    if (fn && !in_handler) {
+        in_handler = true;
         fn(&err, user);
+        in_handler = false;
         return;
     }
     /* One write per line so lines from several threads do not interleave. */
     char line[320];
     snprintf(line, sizeof line, "samm: %s in %s\n", msg, err.call);
-    fputs(line, stderr);
+    samm__out(line);
 }
 
 void samm__assert_fail(const char *cond, const char *file, int line, const char *func)

@@ -91,14 +91,23 @@ void samm__heap_set_active(samm_tld *t, int p, samm_slab *s)
     t->pc[p].active = s;
     if (s) s->where = SAMM_IN_ACTIVE;
     /* With ASan found at run time every allocation takes the slow path,
-     * which tells ASan; the fast path stays free of the check. */
-    samm_slab *d = s && !SAMM_RUNTIME_ASAN ? s : &samm__slab_empty;
+     * which tells ASan, and so it does while allocation sites are
+     * recorded; the fast path stays free of both checks. */
+    samm_slab *d = s && !SAMM_RUNTIME_ASAN && !LOAD(&samm__sites_on) ? s : &samm__slab_empty;
     t->pdirect[p] = d;
     if (p >= SAMM_SMALL_CLASSES) return;
     int lo, hi;
     direct_range(p, &lo, &hi);
     for (int i = lo; i <= hi; i++)
         t->direct[i] = d;
+}
+
+/* The fast-path tables again, for a change of the site recording. */
+void samm__heap_redirect(samm_tld *t)
+{
+    t->sites_gen = atomic_load(&samm__sites_gen);
+    for (int p = 0; p < SAMM_POOLS; p++)
+        samm__heap_set_active(t, p, t->pc[p].active);
 }
 
 /* Counts what s handed out since last counted. */
@@ -395,6 +404,7 @@ void *samm__heap_alloc_slow(samm_tld *t, int p, const char *call)
                 t->last_alloc = ptr;
                 t->last_meta = m;
                 samm_tool_alloc(ptr, s->size);
+                if (SAMM_UNLIKELY(LOAD(&samm__sites_on))) samm__site_note(t, s, ptr);
                 return ptr;
             }
             fold(t, s);
@@ -402,6 +412,7 @@ void *samm__heap_alloc_slow(samm_tld *t, int p, const char *call)
             samm__heap_set_active(t, p, NULL);
         }
         if (!(s = refill(t, p, call))) return NULL;
+        if (t->sites_gen != LOAD(&samm__sites_gen)) samm__heap_redirect(t);
         samm__heap_set_active(t, p, s);
     }
 }
@@ -476,6 +487,23 @@ void samm__heap_collect_abandoned(samm_tld *t)
     for (int p = 0; p < SAMM_POOLS; p++)
         for (samm_slab *s = abandoned[p].head; s; s = s->next)
             collect_remote(t, s);
+    pthread_mutex_unlock(&abandoned_lock);
+}
+
+void samm__heap_each(samm_tld *t, void (*fn)(samm_slab *s, void *arg), void *arg)
+{
+    for (int p = 0; p < SAMM_POOLS && t; p++) {
+        samm_pclass *c = &t->pc[p];
+        if (c->active) fn(c->active, arg);
+        samm_slab_list *lists[] = {&c->avail, &c->full};
+        for (size_t i = 0; i < 2; i++)
+            for (samm_slab *s = lists[i]->head; s; s = s->next)
+                fn(s, arg);
+    }
+    pthread_mutex_lock(&abandoned_lock);
+    for (int p = 0; p < SAMM_POOLS; p++)
+        for (samm_slab *s = abandoned[p].head; s; s = s->next)
+            fn(s, arg);
     pthread_mutex_unlock(&abandoned_lock);
 }
 

@@ -86,6 +86,7 @@ void samm__free(void *p);
 /* len bytes of zeroed read-write memory aligned to `align` (a power of two,
  * at most SAMM_SLAB_SIZE), or NULL. */
 void *samm__os_map(size_t len, size_t align);
+void samm__os_unmap(void *p, size_t len);
 /* Gives the pages back; the range stays mapped and reads as zero. */
 void samm__os_decommit(void *p, size_t len);
 size_t samm__os_page_size(void);
@@ -246,13 +247,19 @@ void samm__heap_atfork_prepare(void);
 void samm__heap_atfork_release(void);
 /* Installs s as pool p's active slab (and in the direct table). */
 void samm__heap_set_active(samm_tld *t, int p, samm_slab *s);
+/* Calls fn for every pool slab t owns that may hold blocks (t may be
+ * NULL), then for every abandoned one (under their lock). */
+void samm__heap_each(samm_tld *t, void (*fn)(samm_slab *s, void *arg), void *arg);
+/* Points t's fast-path tables again (allocation sites switched). */
+void samm__heap_redirect(samm_tld *t);
 /* Slabs of `t` are counted and the heap emptied (fork child, dead thread). */
 void samm__heap_disown(samm_tld *t);
 
 /* ------------------------------------------------------------------------
  * alloc.c: blocks out and back.
  * ---------------------------------------------------------------------- */
-void *samm__alloc_small_slow(samm_tld *t, size_t size, const char *call);
+/* `site`: the caller's return address (allocation sites). */
+void *samm__alloc_small_slow(samm_tld *t, size_t size, const void *site);
 void *samm__alloc_any(samm_tld *t, size_t size, const char *call);
 /* A zeroed slot of `pool` (size bytes of it zeroed at least). */
 void *samm__alloc_pool(samm_tld *t, int pool, size_t size, const char *call);
@@ -260,7 +267,7 @@ void *samm__alloc_pool(samm_tld *t, int pool, size_t size, const char *call);
  * which the caller took out of every scope. */
 void samm__release_block(samm_tld *t, samm_slab *s, void *p, _Atomic uint32_t *m, uint32_t word,
                          const char *call);
-void *samm__alloc_desc(samm_tld *t, int pool, const char *call);
+void *samm__alloc_desc(samm_tld *t, int pool, const char *call, const void *site);
 /* Releases the memory of tracked entries of ours (their words say so), in
  * order.  Runs of one slab pay for the slab once. */
 void samm__release_tracked(samm_tld *t, void *const *ptrs, size_t n, bool from_worker,
@@ -289,6 +296,9 @@ extern char samm__tomb; /* entries removed in place point here */
 
 bool samm__scopes_init(samm_tld *t, const char *call);
 void samm__scopes_release(samm_tld *t);
+/* fork child, for a thread that is not there: its tracked blocks become
+ * live, untracked ones (leaks, unless the program frees them). */
+void samm__scopes_orphan(samm_tld *t);
 /* The frame at depth d of t (existing depths only), or NULL. */
 samm_frame *samm__frame_at(samm_tld *t, int depth);
 /* Moves cur one frame in or out, growing the segments; false (reported)
@@ -336,13 +346,15 @@ extern atomic_int samm__enabled;
 extern SAMM_TLS int samm__phantom_early;
 void samm__init_atfork_prepare(void);
 void samm__init_atfork_release(void);
-void samm__leak_report(const char *call);
+bool samm__initialized(void);
 /* Cleans every open scope of t and its global scope, inline. */
 void samm__unwind_all(samm_tld *t, const char *call);
 /* Releases what the worker sent back to t. */
 void samm__take_mail(samm_tld *t, const char *call);
 /* The real floor/limit, with the pokes (disabled, mail) applied. */
 void samm__tld_refresh(samm_tld *t);
+/* Makes `t`'s enter and exit fast paths fail (disable, tracing). */
+void samm__poke_slow(samm_tld *t, void *unused);
 void samm__ensure_init(void);
 
 /* ------------------------------------------------------------------------
@@ -425,8 +437,9 @@ typedef struct {
     int cleanup_mode; /* SAMMCleanupMode */
     int workers;      /* 0: the default */
     bool trace;
-    bool stats_at_exit;
-    bool pool_off;
+    bool stats_at_exit; /* SAMM_STATS */
+    bool leaks_at_exit; /* SAMM_LEAKS */
+    bool sites;         /* SAMM_SITES */
     size_t queue_batches;
 } samm_options;
 extern samm_options samm__opt;
@@ -458,5 +471,32 @@ bool samm__bloom_query(const void *ptr);
 double samm__bloom_fp_rate(void);
 uint64_t samm__bloom_fp_estimate(void);
 size_t samm__bloom_memory(void);
+
+/* ------------------------------------------------------------------------
+ * report.c: the output, samm_report, leaks, allocation sites.
+ * ---------------------------------------------------------------------- */
+/* Writes whole lines to the output (samm_set_output / samm_set_output_fn). */
+void samm__out(const char *text);
+/* Allocation sites: on, and the generation (bumped at every switch). */
+extern atomic_int samm__sites_on;
+extern atomic_uint samm__sites_gen;
+/* Records t->site (then cleared) as the site of block p of s. */
+void samm__site_note(samm_tld *t, samm_slab *s, const void *p);
+/* A pool slab's site array goes (the slab is being freed). */
+void samm__sites_free(samm_slab *s);
+/* Huge blocks join and leave the list the leak report reads. */
+void samm__huge_link(samm_slab *s);
+void samm__huge_unlink(samm_slab *s);
+/* Answers a snapshot another thread asked t for (t's own thread). */
+void samm__snap_answer(samm_tld *t);
+/* The one-per-pool leak errors of samm_shutdown (and the report). */
+void samm__leak_report(const char *call);
+/* The atexit handler: statistics and leaks without samm_shutdown. */
+void samm__at_exit(void);
+/* fork: report_lock is taken first of all, the leaf locks last. */
+void samm__report_atfork_prepare(void);
+void samm__report_atfork_release(void);
+void samm__report_leaves_prepare(void);
+void samm__report_leaves_release(void);
 
 #endif /* SAMM_INTERNAL_H */

@@ -53,7 +53,7 @@ static void fault_report(void)
         snprintf(line, sizeof line,
                  "samm: fault injection: allocation %lld never made (%llu made)\n", fail_at,
                  (unsigned long long)samm__alloc_count());
-    fputs(line, stderr);
+    samm__out(line);
 }
 
 static void arm_fault_injection(void)
@@ -70,21 +70,23 @@ static void arm_fault_injection(void)
 void samm__options_read(void)
 {
     samm_options *o = &samm__opt;
-    o->cleanup_mode = SAMM_CLEANUP_AUTO;
+    o->cleanup_mode = SAMM_CLEANUP_INLINE;
     const char *mode = getenv("SAMM_CLEANUP");
     if (mode && *mode) {
         if (strcasecmp(mode, "background") == 0)
             o->cleanup_mode = SAMM_CLEANUP_BACKGROUND;
-        else if (strcasecmp(mode, "inline") == 0)
-            o->cleanup_mode = SAMM_CLEANUP_INLINE;
-        else if (strcasecmp(mode, "auto") != 0)
+        else if (strcasecmp(mode, "auto") == 0)
+            o->cleanup_mode = SAMM_CLEANUP_AUTO;
+        else if (strcasecmp(mode, "inline") != 0)
             samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_init", NULL,
-                         "SAMM_CLEANUP=%s not understood (auto, inline or background); using auto",
+                         "SAMM_CLEANUP=%s not understood (inline, background or auto); using inline",
                          mode);
     }
     o->workers = (int)env_number("SAMM_WORKERS", 0, 64, 0);
     o->trace = samm__env_flag("SAMM_TRACE");
     o->stats_at_exit = samm__env_flag("SAMM_STATS");
+    o->leaks_at_exit = samm__env_flag("SAMM_LEAKS");
+    o->sites = samm__env_flag("SAMM_SITES");
     o->queue_batches = (size_t)env_number("SAMM_QUEUE_BATCHES", 1, 1 << 24, 1024);
     arm_fault_injection();
     if (o->stats_at_exit || o->trace) atomic_store(&samm__timing_on, 1);
@@ -93,8 +95,12 @@ void samm__options_read(void)
 void samm_set_trace(int on)
 {
     samm__ensure_init();
-    atomic_store(&samm__trace_on, on != 0);
+    int was = atomic_exchange(&samm__trace_on, on != 0);
     if (on) atomic_store(&samm__timing_on, 1);
+    /* Every enter and exit is traced: the fast paths, which write nothing,
+     * must fail on every thread until tracing is off again (each thread's
+     * next slow path then restores its own limits). */
+    if (on && !was) samm__tld_each(samm__poke_slow, NULL);
 }
 
 void samm__trace_line(const char *fmt, ...)
@@ -105,7 +111,7 @@ void samm__trace_line(const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     snprintf(line, sizeof line, "samm[trace %lx]: %s\n", (unsigned long)pthread_self(), msg);
-    fputs(line, stderr);
+    samm__out(line);
 }
 
 uint64_t samm__now_ns(void)

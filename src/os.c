@@ -110,6 +110,11 @@ void *samm__os_map(size_t len, size_t align)
     return (void *)start;
 }
 
+void samm__os_unmap(void *p, size_t len)
+{
+    if (p && len) munmap(p, len);
+}
+
 void samm__os_decommit(void *p, size_t len)
 {
     if (len) madvise(p, len, MADV_DONTNEED);

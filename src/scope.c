@@ -362,6 +362,27 @@ bool samm__scopes_init(samm_tld *t, const char *call)
     return true;
 }
 
+/* fork child: t's thread does not exist here, so nothing will clean its
+ * scopes.  Their blocks become plain live blocks, which the leak report
+ * then counts, instead of staying "tracked" by a scope that is gone. */
+static void orphan_frame(samm_frame *f)
+{
+    for (size_t i = 0; i < f->count; i++) {
+        samm_ptr_info in;
+        if (f->ptrs[i] != SAMM_TOMB && samm__classify(f->ptrs[i], &in) == SAMM_PTR_TRACKED)
+            STORE(in.meta, SAMM_META_LIVE);
+    }
+}
+
+void samm__scopes_orphan(samm_tld *t)
+{
+    for (samm_frame_seg *s = t->segs; s; s = s->next)
+        for (size_t i = 0; i < s->n; i++)
+            orphan_frame(&s->f[i]);
+    for (size_t i = 0; i < t->abi_n; i++)
+        orphan_frame(&t->abi[i]);
+}
+
 void samm__scopes_release(samm_tld *t)
 {
     samm_frame_seg *s = t->segs, *next;

@@ -284,6 +284,7 @@ void samm__span_put(samm_tld *t, samm_slab *s)
     atomic_store(&s->owner, NULL);
     s->free = NULL;
     s->kind = SAMM_SLAB_FREE; /* pool and layout stay: stale pointers */
+    samm__sites_free(s);
     samm_tool_free((char *)s + s->first, bytes - s->first);
     if (pool != SAMM_POOL_HUGE) samm__add(&t->ctr.slabs_gone[pool], 1);
     bool warm = huge && s->span <= SAMM_CHUNK_SLABS;

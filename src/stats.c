@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* stats.c - the one counter system and what is made of it: samm_get_stats,
- * samm_get_pool_stats, samm_print_stats and the leak report.
+ * samm_get_pool_stats and samm_print_stats.
  *
  * Every counter lives in a thread's context and only that thread writes
  * it; readers sum the contexts in use and what ended threads left.  The
@@ -193,34 +193,6 @@ int samm_get_pool_stats(int index, SAMMPoolStats *out)
     return 0;
 }
 
-static const char *pool_name(int p)
-{
-    if (p < SAMM_SMALL_CLASSES || p >= SAMM_MEDIUM_FIRST) return "object";
-    return p == SAMM_DESC_STRING ? "string" : p == SAMM_DESC_LIST ? "list" : "list-atom";
-}
-
-void samm__leak_report(const char *call)
-{
-    samm_tld *t = samm__tld;
-    samm_counters c;
-    sum_all(t != &samm__tld_empty ? t : NULL, &c);
-    for (int p = 0; p < SAMM_POOLS; p++) {
-        uint64_t n = LOAD(&c.allocs[p]) - LOAD(&c.frees[p]);
-        size_t size = samm__pool_slot_size(p);
-        if (n)
-            samm__report(SAMM_ERR_LEAK, call, NULL,
-                         "leak: %" PRIu64 " objects (%" PRIu64
-                         " bytes) still in use in the %zu-byte "
-                         "%s pool",
-                         n, n * size, size, pool_name(p));
-    }
-    uint64_t n = LOAD(&c.c[SAMM_C_HUGE_ALLOCS]) - LOAD(&c.c[SAMM_C_HUGE_FREES]);
-    uint64_t bytes = LOAD(&c.c[SAMM_C_HUGE_BYTES_ALLOCATED]) - LOAD(&c.c[SAMM_C_HUGE_BYTES_FREED]);
-    if (n)
-        samm__report(SAMM_ERR_LEAK, call, NULL,
-                     "leak: %" PRIu64 " large objects (%" PRIu64 " bytes) still in use", n, bytes);
-}
-
 void samm_print_stats(void)
 {
     SAMMStats s;
@@ -261,5 +233,5 @@ void samm_print_stats(void)
                       "), %" PRIu64 " allocs, %" PRIu64 " frees\n",
                       p.slot_size, p.slabs, p.in_use, p.peak_in_use, p.allocations, p.frees);
     }
-    fputs(buf, stderr);
+    samm__out(buf);
 }

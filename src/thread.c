@@ -10,6 +10,8 @@
  * it (a slab's owner field, read by a remote free).
  */
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,6 +100,7 @@ static void stack_bounds(samm_tld *t)
     pthread_mutex_lock(&registry_lock);
     t->stack_lo = lo;
     t->stack_hi = hi;
+    t->tid = (long)syscall(SYS_gettid); /* for reports: read under the lock */
     pthread_mutex_unlock(&registry_lock);
 }
 
@@ -116,7 +119,11 @@ static samm_tld *tld_new(const char *call)
             all = t;
         }
     }
-    if (t) t->in_use = true;
+    if (t) {
+        t->in_use = true;
+        t->gen++;
+        t->is_worker = false; /* under the lock: reports read it */
+    }
     pthread_mutex_unlock(&registry_lock);
     if (t == NULL) {
         samm__report(SAMM_ERR_OUT_OF_MEMORY, call, NULL, "out of memory for a thread's context");
@@ -132,8 +139,10 @@ static samm_tld *tld_new(const char *call)
     t->last_meta = &empty_word;
     t->exited = 0;
     t->phantom = 0;
-    t->is_worker = false;
     t->exiting = false;
+    t->site = NULL;
+    /* The generation first: a switch after it is seen at the next refresh. */
+    t->sites_gen = atomic_load(&samm__sites_gen);
     for (int p = 0; p < SAMM_POOLS; p++)
         samm__heap_set_active(t, p, NULL);
     return t;
@@ -164,7 +173,13 @@ samm_tld *samm__tld_attach(const char *call)
 samm_tld *samm__tld_prepare(const char *call)
 {
     samm__ensure_init();
-    return tld_new(call);
+    samm_tld *t = tld_new(call);
+    if (t) {
+        pthread_mutex_lock(&registry_lock);
+        t->is_worker = true;
+        pthread_mutex_unlock(&registry_lock);
+    }
+    return t;
 }
 
 void samm__tld_install(samm_tld *t)
@@ -196,6 +211,7 @@ static void thread_exit(void *arg)
     samm_tld *t = arg;
     if (t == NULL || t != samm__tld) return;
     t->exiting = true;
+    samm__snap_answer(t); /* a report waiting for this thread */
     if (t->cur->depth + t->phantom > 0)
         samm__report(SAMM_ERR_SCOPE_IMBALANCE, "thread exit", NULL,
                      "thread ended with %d scope(s) open; cleaning them",
@@ -213,6 +229,7 @@ static void thread_exit(void *arg)
     samm__scopes_release(t);
     t->submitted = 0;
     SAMM_ASSERT(LOAD(&t->nmail) == 0 && t->inflight == 0);
+    samm__snap_answer(t); /* asked since: "ended" (no request comes after) */
     t->in_use = false;
     pthread_mutex_unlock(&registry_lock);
 }
@@ -226,16 +243,19 @@ static void thread_exit(void *arg)
  * ---------------------------------------------------------------------- */
 static void atfork_prepare(void)
 {
+    samm__report_atfork_prepare();
     samm__init_atfork_prepare();
     samm__worker_atfork_prepare();
     pthread_mutex_lock(&registry_lock);
     samm__heap_atfork_prepare();
     samm__slab_atfork_prepare();
     samm__error_atfork_prepare();
+    samm__report_leaves_prepare();
 }
 
 static void atfork_release(void)
 {
+    samm__report_leaves_release();
     samm__error_atfork_release();
     samm__slab_atfork_release();
     samm__heap_atfork_release();
@@ -247,6 +267,7 @@ static void atfork_parent(void)
     atfork_release();
     samm__worker_atfork_parent();
     samm__init_atfork_release();
+    samm__report_atfork_release();
 }
 
 static void atfork_child(void)
@@ -254,9 +275,11 @@ static void atfork_child(void)
     atfork_release();
     samm__worker_atfork_child();
     samm__init_atfork_release();
+    samm__report_atfork_release();
     samm_tld *self = samm__tld;
     for (samm_tld *t = all; t; t = t->next_all) {
         if (!t->in_use || t == self) continue;
+        samm__scopes_orphan(t);
         samm__heap_disown(t);
         counters_retire(t);
         samm__scopes_release(t);

@@ -99,6 +99,10 @@ typedef struct samm_slab {
     struct samm_slab *next, *prev;
     _Atomic(struct samm_tld *) owner; /* NULL while abandoned or free     */
     size_t huge_size;                 /* huge objects: bytes asked for                 */
+    uint32_t owner_gen;               /* huge: the owner context's generation then     */
+    uint32_t sites_gen;               /* the site generation `sites` belongs to        */
+    const void **sites;               /* allocation site per slot (SAMM_SITES), or NULL */
+    const void *site;                 /* huge: its block's allocation site             */
     /* Written by other threads: a cache line of its own. */
     _Alignas(64) _Atomic(void *) remote; /* slots freed by other threads  */
 } samm_slab;
@@ -256,8 +260,17 @@ typedef struct samm_tld {
 
     samm_counters ctr;
 
+    /* Reports (report.c): the site of the allocation in progress (while
+     * sites are recorded), the site generation this thread's fast-path
+     * tables follow, and a snapshot another thread asked for. */
+    const void *site;
+    uint32_t sites_gen;
+    _Atomic(struct samm_snap *) snap_req;
+
     /* Identity and bookkeeping. */
     uintptr_t stack_lo, stack_hi; /* for telling stack pointers apart     */
+    long tid;                     /* the kernel's thread id                */
+    uint32_t gen;                 /* bumped each time a thread takes it    */
     bool in_use;                  /* attached to a live thread             */
     bool is_worker;
     bool exiting;

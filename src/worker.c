@@ -159,7 +159,10 @@ static void *worker_main(void *arg)
 
         bool back = b.owner != NULL;
         samm__clean(w, &b, back, "samm_exit_scope (cleanup worker)");
-        samm__publish(w);
+        /* All of it, the blocks its active slabs handed out included:
+         * nothing else publishes a worker's counts before it stops, and
+         * samm_wait promises exact statistics after it returns. */
+        samm__publish_all(w);
 
         pthread_mutex_lock(&lock);
         if (back && !reply(&b)) {
@@ -190,7 +193,6 @@ static bool ensure_running(void)
     while (nrunning < want) {
         samm_tld *w = samm__tld_prepare("samm_exit_scope");
         if (w == NULL) break;
-        w->is_worker = true;
         worker_args[nrunning] = (worker_arg){w, nrunning};
         cleaning[nrunning] = 0;
         if (pthread_create(&threads[nrunning], NULL, worker_main, &worker_args[nrunning]) != 0) {

@@ -424,6 +424,45 @@ TEST_BOTH(alloc_stores_reach_hook)
     CHECK_EQ(atomic_load(&seen_sum), 55 * 1000 + 10 * 7);
 }
 
+/* A destructor that allocates and cleans in a scope of its own (on a
+ * worker in background mode): after samm_wait the statistics are exact,
+ * the worker's allocations included. */
+static void allocating_dtor(void *p)
+{
+    (void)p;
+    samm_enter_scope();
+    void *tmp = samm_alloc_string();
+    REQUIRE(tmp != NULL);
+    samm_track_string(tmp);
+    samm_exit_scope();
+    atomic_fetch_add(&destroyed, 1);
+}
+DTOR_VTABLE(allocating_vtable, allocating_dtor);
+
+TEST_BOTH(stats_exact_after_wait)
+{
+    samm_enter_scope();
+    for (int i = 0; i < 5; i++) {
+        Obj *o = samm_alloc_object(sizeof *o);
+        REQUIRE(o != NULL);
+        o->vtable = allocating_vtable;
+        samm_track_object(o);
+    }
+    samm_exit_scope();
+    samm_wait();
+    CHECK_EQ(atomic_load(&destroyed), 5);
+    SAMMPoolStats ps;
+    CHECK_EQ(samm_get_pool_stats(6, &ps), 0); /* the string pool */
+    CHECK_EQ(ps.allocations, 5);
+    CHECK_EQ(ps.frees, 5);
+    CHECK_EQ(ps.in_use, 0);
+    SAMMStats st;
+    samm_get_stats(&st);
+    CHECK_EQ(st.objects_allocated, 10);
+    CHECK_EQ(st.objects_freed, 10);
+    CHECK_EQ(st.total_bytes_freed, st.total_bytes_allocated);
+}
+
 /* Depth is limited only by memory: a million nested scopes (fewer under
  * valgrind, where each level costs much more time, not more memory). */
 TEST(deep_scopes)
@@ -762,13 +801,17 @@ TEST(option_values)
     setenv("SAMM_CLEANUP", "sometimes", 1);
     setenv("SAMM_QUEUE_BATCHES", "lots", 1);
     samm_init();
-    CHECK_EQ(samm_get_cleanup_mode(), SAMM_CLEANUP_AUTO); /* reported, then the default */
+    CHECK_EQ(samm_get_cleanup_mode(), SAMM_CLEANUP_INLINE); /* reported, then the default */
     CHECK_EQ(samm__opt.queue_batches, 1024);
     CHECK_EQ(captured.count, 2);
     CHECK_EQ(captured.code, SAMM_ERR_BAD_ARGUMENT);
-    unsetenv("SAMM_CLEANUP");
     unsetenv("SAMM_TRACE");
     unsetenv("SAMM_QUEUE_BATCHES");
+    samm_shutdown();
+    setenv("SAMM_CLEANUP", "AUTO", 1);
+    samm_init();
+    CHECK_EQ(samm_get_cleanup_mode(), SAMM_CLEANUP_AUTO);
+    unsetenv("SAMM_CLEANUP");
     expect_errors(2);
 }
 
