@@ -93,6 +93,11 @@ typedef void (*samm_error_fn)(const SAMMError *err, void *user);
  * previous handler.  Any thread; takes effect for errors reported after it. */
 SAMM_API samm_error_fn samm_set_error_handler(samm_error_fn fn, void *user);
 
+/* The handler installed now (NULL: the default printer), and its `user`
+ * in *user when `user` is not NULL: what a handler that chains to the one
+ * it replaces needs.  Any thread. */
+SAMM_API samm_error_fn samm_get_error_handler(void **user);
+
 /* A short constant name for a code, e.g. "double free".  Any thread. */
 SAMM_API const char *samm_error_name(SAMMErrorCode code);
 

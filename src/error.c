@@ -27,6 +27,15 @@ samm_error_fn samm_set_error_handler(samm_error_fn fn, void *user)
     return old;
 }
 
+samm_error_fn samm_get_error_handler(void **user)
+{
+    pthread_mutex_lock(&handler_lock);
+    samm_error_fn fn = handler;
+    if (user) *user = handler_user;
+    pthread_mutex_unlock(&handler_lock);
+    return fn;
+}
+
 const char *samm_error_name(SAMMErrorCode code)
 {
     switch (code) {

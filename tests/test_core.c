@@ -415,6 +415,26 @@ static __attribute__((noinline)) void fill_handle(long value)
     samm_exit_scope();
 }
 
+static void other_handler(const SAMMError *e, void *user)
+{
+    (void)e;
+    (void)user;
+}
+
+TEST(error_handler_get)
+{
+    void *user = NULL;
+    CHECK(samm_get_error_handler(&user) == capture_fn); /* setup's */
+    int token;
+    samm_set_error_handler(other_handler, &token);
+    CHECK(samm_get_error_handler(&user) == other_handler);
+    CHECK(user == &token);
+    CHECK(samm_get_error_handler(NULL) == other_handler);
+    samm_set_error_handler(NULL, NULL);
+    CHECK(samm_get_error_handler(&user) == NULL);
+    CHECK(user == NULL);
+}
+
 TEST_BOTH(alloc_stores_reach_hook)
 {
     samm_register_cleanup((SAMMAllocType)43, handle_hook);
