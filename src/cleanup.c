@@ -88,36 +88,37 @@ static size_t clean_plain_rest(type_run *r, void **ptrs, const uint8_t *types, s
 /* Every entry of ours and no tombstone: the loop the nested workload
  * lives in.  It runs the destructors; the memory of default releases is
  * released after the loop (a second, tight one), so it stays valid while
- * the older objects' destructors run.  Those entries end up in ptrs[keep..n); while no hook
- * runs that is the whole array, untouched. */
+ * the older objects' destructors run.  Those entries end up in
+ * ptrs[keep..n); while no hook runs that is the whole array, untouched.
+ * An OBJECT entry costs its destructor and one test: OBJECT entries are
+ * counted from the others once the loop is done, and a hook for OBJECT
+ * (rare) sends the whole batch the general way. */
 SAMM_INLINE size_t clean_plain(type_run *r, void **ptrs, const uint8_t *types, size_t n,
                                bool prefetch)
 {
-    unsigned run_type = r->type;
-    uint64_t run = 0;
-    samm_cleanup_fn hook = r->hook;
+    if (atomic_load_explicit(&hooks[SAMM_ALLOC_OBJECT], memory_order_acquire) != NULL)
+        return clean_plain_rest(r, ptrs, types, n, n);
+    size_t others = 0;
     for (size_t i = n; i-- > 0;) {
         void *p = ptrs[i];
         /* On a worker every object is in another core's cache: asking for
          * the next ones early overlaps the transfers. */
         if (prefetch && i >= PREFETCH_AHEAD) __builtin_prefetch(ptrs[i - PREFETCH_AHEAD], 1);
         unsigned type = types[i];
-        if (SAMM_UNLIKELY(type != run_type)) {
-            r->run = run;
-            run_switch(r, type);
-            run_type = type;
-            run = 0;
-            hook = r->hook;
+        if (SAMM_LIKELY(type == SAMM_ALLOC_OBJECT)) {
+            run_destructor(p);
+            continue;
         }
-        run++;
-        if (SAMM_UNLIKELY(hook != NULL)) {
-            r->run = run;
-            run_hook(hook, p, true);
-            return clean_plain_rest(r, ptrs, types, i, i + 1);
+        if (type != r->type) run_switch(r, type);
+        if (SAMM_UNLIKELY(r->hook != NULL)) {
+            /* Entry i and the older ones the general way (it counts i). */
+            samm__add(&r->t->ctr.by_type[SAMM_ALLOC_OBJECT], n - 1 - i - others);
+            return clean_plain_rest(r, ptrs, types, i + 1, i + 1);
         }
-        if (type == SAMM_ALLOC_OBJECT) run_destructor(p);
+        r->run++;
+        others++;
     }
-    r->run = run;
+    samm__add(&r->t->ctr.by_type[SAMM_ALLOC_OBJECT], n - others);
     return 0;
 }
 

@@ -648,6 +648,44 @@ TEST_BOTH(descriptors)
 /* ------------------------------------------------------------------------
  * Statistics, errors, modes, lifecycle
  * ---------------------------------------------------------------------- */
+/* One batch mixing objects, default-released strings and a hooked type
+ * in the middle: every entry cleaned once, newest first, and counted under
+ * its own type (the cleaner counts OBJECT entries apart from the rest). */
+static atomic_int hooked_seen;
+static void counting_hook(void *p)
+{
+    atomic_fetch_add(&hooked_seen, 1);
+    samm_free_object(p);
+}
+
+TEST_BOTH(cleaned_by_type_mixed_batch)
+{
+    samm_register_cleanup((SAMMAllocType)44, counting_hook);
+    samm_enter_scope();
+    for (int i = 0; i < 5; i++)
+        tracked_obj(i);
+    for (int i = 0; i < 3; i++) {
+        void *s = samm_alloc_string();
+        REQUIRE(s != NULL);
+        samm_track_string(s);
+    }
+    for (int i = 0; i < 4; i++)
+        samm_track(samm_alloc_object(48), (SAMMAllocType)44);
+    for (int i = 5; i < 12; i++)
+        tracked_obj(i);
+    samm_exit_scope();
+    CHECK_EQ(dtors(), 12);
+    CHECK_EQ(atomic_load(&hooked_seen), 4);
+    SAMMStats st;
+    samm_get_stats(&st);
+    CHECK_EQ(st.cleaned_by_type[SAMM_ALLOC_OBJECT], 12);
+    CHECK_EQ(st.cleaned_by_type[SAMM_ALLOC_STRING], 3);
+    CHECK_EQ(st.cleaned_by_type[44], 4);
+    CHECK_EQ(st.objects_cleaned, 19);
+    CHECK_EQ(st.objects_freed, st.objects_allocated);
+    CHECK_EQ(st.total_bytes_freed, st.total_bytes_allocated);
+}
+
 TEST_BOTH(stats_exact)
 {
     samm_enter_scope();
