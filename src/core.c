@@ -637,8 +637,26 @@ static SAMM_NOINLINE void free_object_slow(samm_tld *t, void *p)
     samm__release_block(t, in.slab, p, in.meta, in.word, call);
 }
 
+/* DELETE, the rare turns: an entry whose removal needs more than a
+ * tombstone, or a slab that changes lists.  Word and entry as the fast
+ * path found them. */
+static SAMM_NOINLINE void free_object_rest(samm_tld *t, samm_slab *s, void *p, _Atomic uint32_t *m,
+                                           bool here, size_t i)
+{
+    if (here) {
+        samm_frame *f = t->cur;
+        count_removed(t, f->types[i]);
+        samm__frame_remove_at(f, i, false);
+    }
+    STORE(m, SAMM_META_FREE);
+    samm_tool_free(p, s->size);
+    samm__heap_free_one(t, s, p);
+}
+
 /* DELETE: the common case is a slot of this thread's slab, untracked or
- * tracked in the current scope.  Everything else goes the general way. */
+ * tracked in the current scope, that leaves a tombstone and its slab where
+ * it is.  Every other case is a tail call, so this path needs no stack
+ * frame. */
 void samm_free_object(void *p)
 {
     samm_tld *t = samm__tld;
@@ -657,13 +675,23 @@ void samm_free_object(void *p)
                 bool here =
                     w >= SAMM_META_TRACKED && w != SAMM_META_FAR && i < f->count && f->ptrs[i] == p;
                 if (SAMM_LIKELY(here || w == SAMM_META_LIVE)) {
+                    uint32_t ntomb = f->ntomb + 1;
+                    bool simple = !here || (i + 1 < f->count &&
+                                            (ntomb < 32 || (size_t)ntomb * 2 < f->count));
+                    if (SAMM_UNLIKELY(!simple || !samm__slab_stays(s, s->nfree + 1))) {
+                        free_object_rest(t, s, p, m, here, i);
+                        return;
+                    }
                     if (here) {
-                        count_removed(t, f->types[i]);
-                        samm__frame_remove_at(f, i, false);
+                        samm__count(t, SAMM_C_REMOVED, 1);
+                        if (f->types[i] == SAMM_ALLOC_STRING)
+                            samm__count(t, SAMM_C_STRINGS_REMOVED, 1);
+                        f->ptrs[i] = SAMM_TOMB;
+                        f->ntomb = ntomb;
                     }
                     STORE(m, SAMM_META_FREE);
                     samm_tool_free(p, s->size);
-                    samm__heap_free_one(t, s, p);
+                    samm__slot_push(t, s, p);
                     return;
                 }
             }

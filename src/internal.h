@@ -218,7 +218,13 @@ void samm__heap_settle(samm_tld *t, samm_slab *s, uint32_t n);
 void samm__heap_changed(samm_tld *t, samm_slab *s);
 /* One slot p of s (owned by t), word already set free: samm_free_object's
  * lean local free. */
-SAMM_INLINE void samm__heap_free_one(samm_tld *t, samm_slab *s, void *p)
+/* Whether s stays on its list once it has `nfree` slots back. */
+SAMM_INLINE bool samm__slab_stays(const samm_slab *s, uint32_t nfree)
+{
+    return s->where != SAMM_IN_FULL && (s->nalloc != nfree || s->where == SAMM_IN_ACTIVE);
+}
+/* Pushes slot p (word already free) onto s's free list, counted. */
+SAMM_INLINE void samm__slot_push(samm_tld *t, samm_slab *s, void *p)
 {
     SAMM_HOOK_LINK_OPEN(p);
     *(void **)p = s->free;
@@ -226,9 +232,11 @@ SAMM_INLINE void samm__heap_free_one(samm_tld *t, samm_slab *s, void *p)
     s->free = p;
     s->nfree++;
     samm__add(&t->ctr.frees[s->pool], 1);
-    if (SAMM_UNLIKELY(s->where == SAMM_IN_FULL ||
-                      (s->nalloc == s->nfree && s->where != SAMM_IN_ACTIVE)))
-        samm__heap_changed(t, s);
+}
+SAMM_INLINE void samm__heap_free_one(samm_tld *t, samm_slab *s, void *p)
+{
+    samm__slot_push(t, s, p);
+    if (SAMM_UNLIKELY(!samm__slab_stays(s, s->nfree))) samm__heap_changed(t, s);
 }
 /* A slot of a slab t does not own, word already set free. */
 void samm__heap_free_remote(samm_tld *t, samm_slab *s, void *p);
