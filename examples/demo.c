@@ -201,12 +201,22 @@ static void shape_delete(Shape *s)
  *   FUNCTION Build(depth) AS Shape       ' returns a tree to its caller
  *   SUB Work(round)                      ' temporaries die at END SUB
  * ---------------------------------------------------------------------- */
+/* The first round shows, at the bottom of its recursion, what every open
+ * scope holds (samm_report). */
+static bool show_report = true;
+
 static Shape *build(int depth)
 {
     samm_enter_scope();
     calls_made++;
     BasicString *name = str_new(depth % 2 ? "circle" : "square");
     Shape *node = shape_new(name, depth * 1.5);
+    if (depth == 0 && show_report) {
+        show_report = false;
+        printf("\nthe open scopes at the bottom of the first round's recursion:\n");
+        fflush(stdout);
+        samm_report(stdout);
+    }
     if (depth > 0) {
         /* node.left = Build(depth - 1): storing an object in a field hands
          * it to the field's owner, so it leaves the scope's care and the

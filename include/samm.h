@@ -414,8 +414,9 @@ typedef struct {
     uint64_t slabs;    /* slabs currently held              */
     uint64_t capacity; /* slots in those slabs              */
     uint64_t in_use;
-    uint64_t peak_in_use; /* the most one thread held, seen at frees and
-                             slab changes                           */
+    uint64_t peak_in_use; /* the most one thread held when sampled (scope
+                             releases, slab changes, statistics
+                             calls): a lower bound of the true peak */
     uint64_t allocations;
     uint64_t frees;
     uint64_t bytes_returned_to_os;
@@ -463,7 +464,7 @@ SAMM_API void samm_record_bytes_freed(uint64_t bytes);
  *           OBJECT              6  192 B
  *           STRING              2  80 B
  *       thread 4250 "loader": busy - passed no scope entry or exit within 100 ms
- *       cleanup: 0 batches queued, 1 worker
+ *       cleanup: inline, 0 batches queued, no worker running
  *   A thread's scopes are read by that thread: each one is asked, and
  *   answers at its next scope entry or exit; one that passes none within
  *   SAMM_REPORT_WAIT_MS (default 100) is shown as busy.  Workers are not

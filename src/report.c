@@ -554,8 +554,15 @@ static void report_text(textbuf *b, const samm_snap *snaps, size_t n, bool oom)
         if (r->oom) tb_printf(b, "    (out of memory: this thread's list is cut short)\n");
     }
     size_t queued = samm__worker_backlog();
-    tb_printf(b, "  cleanup: %zu batch%s queued, %d worker%s\n", queued, queued == 1 ? "" : "es",
-              samm_get_workers(), samm_get_workers() == 1 ? "" : "s");
+    int mode = samm_get_cleanup_mode();
+    tb_printf(b, "  cleanup: %s, %zu batch%s queued", mode == SAMM_CLEANUP_BACKGROUND ? "background"
+                                                     : mode == SAMM_CLEANUP_AUTO     ? "auto"
+                                                                                     : "inline",
+              queued, queued == 1 ? "" : "es");
+    if (samm__worker_active())
+        tb_printf(b, ", %d worker%s\n", samm_get_workers(), samm_get_workers() == 1 ? "" : "s");
+    else
+        tb_printf(b, ", no worker running\n");
     if (oom) tb_printf(b, "  (out of memory: some threads are missing)\n");
 }
 

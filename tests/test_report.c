@@ -150,7 +150,7 @@ TEST(report_tree_own_thread)
                  "      STRING              2  80 B\n"
                  "      GENERIC             1  128 B\n"
                  "      type 42             1  32 B\n"));
-    CHECK(has(r, "  cleanup: 0 batches queued"));
+    CHECK(has(r, "  cleanup: inline, 0 batches queued, no worker running\n"));
     samm_exit_scope();
     samm_exit_scope();
     samm_exit_scope();
