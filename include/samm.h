@@ -311,25 +311,31 @@ SAMM_API int samm_is_probably_freed(void *ptr);
  *   (0..255) and owns the block from then on: it may call
  *   samm_free_object, free(), or keep it.  NULL restores the default.  Any
  *   thread; a batch being cleaned may still use the hook it looked up.
- * Cleanup runs in one of three modes, picked by SAMM_CLEANUP=inline|
- *   background|auto at init or samm_set_cleanup_mode at any time (any
- *   thread; batches already queued finish as they were):
- *   inline      (the default) on the thread that exits the scope:
- *               destructors run before samm_exit_scope returns.
+ * Cleanup runs in one of three modes, picked by SAMM_CLEANUP=auto|inline|
+ *   background at init or samm_set_cleanup_mode at any time (any thread;
+ *   batches already queued finish as they were):
+ *   inline      on the thread that exits the scope: destructors run before
+ *               samm_exit_scope returns.
  *   background  on worker threads fed through a bounded queue (a full
  *               queue makes the exiting thread clean inline; nothing is
  *               lost): samm_exit_scope returns at once.
- *   auto        per batch: a scope whose cleanup would take
+ *   auto        (the default) per batch: a scope whose cleanup would take
  *               long enough to pay for the hand-over goes to a worker,
  *               others are cleaned inline.  The cost is learnt from the
  *               thread's own batches (its first two, then one in sixteen
  *               are cleaned inline and timed).
  *   Background and auto run destructors and hooks on another thread, so
- *   they must be safe to run there (a runtime whose refcounts are plain
- *   integers is not): a program opts in.  On a worker, destructors and
- *   hooks run there; the memory of default
+ *   they must be safe to run there.  A program whose destructors are not
+ *   (a runtime whose refcounts are plain integers) picks inline, or pins
+ *   the types concerned.  On a worker, destructors and hooks run there;
+ *   the memory of default
  *   releases goes back to the thread that exited the scope, the next time
  *   it exits a scope (any scope), calls samm_wait, or ends.
+ * samm_pin_type: `pin` non-zero keeps the destructors and hooks of
+ *   `type` on the thread that exits the scope: in auto and background
+ *   mode a batch holding one is cleaned inline.  Returns the previous
+ *   setting, or -1 (reported) for a type outside 0..255.  Any thread;
+ *   batches already queued finish as they were.
  * samm_set_workers: how many worker threads (1..64; 0: the default, one
  *   less than the CPUs, at most 8; SAMM_WORKERS sets it at init).  Returns
  *   the previous number, or -1 (reported).  Fewer: the running workers
@@ -349,6 +355,7 @@ typedef enum {
 SAMM_API void samm_register_cleanup(SAMMAllocType type, samm_cleanup_fn fn);
 SAMM_API void samm_set_cleanup_mode(SAMMCleanupMode mode);
 SAMM_API SAMMCleanupMode samm_get_cleanup_mode(void);
+SAMM_API int samm_pin_type(SAMMAllocType type, int pin);
 SAMM_API int samm_set_workers(int n);
 SAMM_API int samm_get_workers(void);
 SAMM_API void samm_wait(void);

@@ -23,7 +23,7 @@ atomic_int samm__enabled = 1;
 /* Scopes entered while the thread could get no context (out of memory):
  * they become its context's phantom scopes once it has one. */
 SAMM_TLS int samm__phantom_early;
-static atomic_int cleanup_mode = SAMM_CLEANUP_INLINE;
+static atomic_int cleanup_mode = SAMM_CLEANUP_AUTO;
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_int initialized;
 static pthread_once_t process_once = PTHREAD_ONCE_INIT;
@@ -222,6 +222,41 @@ static void clean_timed(samm_tld *t, samm_frame *f, samm_batch *b, const char *c
     t->entry_ns = (uint32_t)est;
 }
 
+/* ------------------------------------------------------------------------
+ * Pinned types: their destructors and hooks run on the thread that exits
+ * the scope, so a batch holding one is never handed to a worker.  Looked
+ * at only for a batch that would go to one.
+ * ---------------------------------------------------------------------- */
+static _Atomic uint8_t pinned[256];
+static atomic_int npinned;
+static pthread_mutex_t pin_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int samm_pin_type(SAMMAllocType type, int pin)
+{
+    if ((unsigned)type > 255) {
+        samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_pin_type", NULL, "type %d out of range 0..255",
+                     (int)type);
+        return -1;
+    }
+    pthread_mutex_lock(&pin_lock);
+    int was = atomic_load(&pinned[type]);
+    if (was != (pin != 0)) {
+        atomic_store(&pinned[type], pin != 0);
+        atomic_fetch_add(&npinned, pin ? 1 : -1);
+    }
+    pthread_mutex_unlock(&pin_lock);
+    return was;
+}
+
+static bool holds_pinned(const samm_batch *b)
+{
+    if (atomic_load_explicit(&npinned, RELAXED) == 0) return false;
+    for (size_t i = 0; i < b->count; i++)
+        if (b->ptrs[i] != SAMM_TOMB && atomic_load_explicit(&pinned[b->types[i]], RELAXED))
+            return true;
+    return false;
+}
+
 static void clean_batch(samm_tld *t, samm_frame *f, samm_batch *b, const char *call)
 {
     int mode = atomic_load_explicit(&cleanup_mode, RELAXED);
@@ -231,7 +266,7 @@ static void clean_batch(samm_tld *t, samm_frame *f, samm_batch *b, const char *c
             clean_timed(t, f, b, call);
             return;
         }
-        if (how == AUTO_OFFLOAD) {
+        if (how == AUTO_OFFLOAD && !holds_pinned(b)) {
             b->owner = t;
             if (samm__worker_submit(t, b)) return;
             samm__count(t, SAMM_C_INLINE_FALLBACKS, 1);

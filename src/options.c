@@ -70,16 +70,16 @@ static void arm_fault_injection(void)
 void samm__options_read(void)
 {
     samm_options *o = &samm__opt;
-    o->cleanup_mode = SAMM_CLEANUP_INLINE;
+    o->cleanup_mode = SAMM_CLEANUP_AUTO;
     const char *mode = getenv("SAMM_CLEANUP");
     if (mode && *mode) {
         if (strcasecmp(mode, "background") == 0)
             o->cleanup_mode = SAMM_CLEANUP_BACKGROUND;
-        else if (strcasecmp(mode, "auto") == 0)
-            o->cleanup_mode = SAMM_CLEANUP_AUTO;
-        else if (strcasecmp(mode, "inline") != 0)
+        else if (strcasecmp(mode, "inline") == 0)
+            o->cleanup_mode = SAMM_CLEANUP_INLINE;
+        else if (strcasecmp(mode, "auto") != 0)
             samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_init", NULL,
-                         "SAMM_CLEANUP=%s not understood (inline, background or auto); using inline",
+                         "SAMM_CLEANUP=%s not understood (auto, inline or background); using auto",
                          mode);
     }
     o->workers = (int)env_number("SAMM_WORKERS", 0, 64, 0);

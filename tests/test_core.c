@@ -859,16 +859,16 @@ TEST(option_values)
     setenv("SAMM_CLEANUP", "sometimes", 1);
     setenv("SAMM_QUEUE_BATCHES", "lots", 1);
     samm_init();
-    CHECK_EQ(samm_get_cleanup_mode(), SAMM_CLEANUP_INLINE); /* reported, then the default */
+    CHECK_EQ(samm_get_cleanup_mode(), SAMM_CLEANUP_AUTO); /* reported, then the default */
     CHECK_EQ(samm__opt.queue_batches, 1024);
     CHECK_EQ(captured.count, 2);
     CHECK_EQ(captured.code, SAMM_ERR_BAD_ARGUMENT);
     unsetenv("SAMM_TRACE");
     unsetenv("SAMM_QUEUE_BATCHES");
     samm_shutdown();
-    setenv("SAMM_CLEANUP", "AUTO", 1);
+    setenv("SAMM_CLEANUP", "Inline", 1);
     samm_init();
-    CHECK_EQ(samm_get_cleanup_mode(), SAMM_CLEANUP_AUTO);
+    CHECK_EQ(samm_get_cleanup_mode(), SAMM_CLEANUP_INLINE);
     unsetenv("SAMM_CLEANUP");
     expect_errors(2);
 }

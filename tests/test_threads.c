@@ -1486,6 +1486,62 @@ TEST(workers_run_in_parallel)
     CHECK_EQ(atomic_load(&missed), 0);
 }
 
+/* A pinned type's destructor runs on the exiting thread in background
+ * mode; an unpinned one in the same mode on a worker; a batch mixing both
+ * is cleaned inline whole. */
+static void pinned_scope(SAMMAllocType type, int n)
+{
+    samm_enter_scope();
+    for (int i = 0; i < n; i++) {
+        Obj *o = samm_alloc_object(sizeof *o);
+        REQUIRE(o != NULL);
+        o->vtable = where_vtable;
+        samm_track(o, type);
+    }
+    samm_exit_scope();
+}
+
+static void where_hook(void *p)
+{
+    where_dtor(p);
+    samm_free_object(p);
+}
+
+TEST(pinned_type_stays_inline)
+{
+    capture_on();
+    main_thread = pthread_self();
+    samm_set_cleanup_mode(SAMM_CLEANUP_BACKGROUND);
+    samm_register_cleanup((SAMMAllocType)50, where_hook);
+    CHECK_EQ(samm_pin_type((SAMMAllocType)50, 1), 0);
+    CHECK_EQ(samm_pin_type((SAMMAllocType)50, 1), 1);
+    pinned_scope((SAMMAllocType)50, 10);
+    CHECK_EQ(atomic_load(&ran_here), 10); /* before samm_exit_scope returned */
+    pinned_scope(SAMM_ALLOC_OBJECT, 10);   /* not pinned: a worker's */
+    samm_wait();
+    CHECK_EQ(atomic_load(&ran_elsewhere), 10);
+    /* one pinned entry keeps the whole batch on this thread */
+    samm_enter_scope();
+    for (int i = 0; i < 5; i++) {
+        Obj *o = samm_alloc_object(sizeof *o);
+        REQUIRE(o != NULL);
+        o->vtable = where_vtable;
+        samm_track(o, i == 2 ? (SAMMAllocType)50 : SAMM_ALLOC_OBJECT);
+    }
+    samm_exit_scope();
+    CHECK_EQ(atomic_load(&ran_here), 15);
+    CHECK_EQ(samm_pin_type((SAMMAllocType)50, 0), 1);
+    pinned_scope((SAMMAllocType)50, 10); /* unpinned again */
+    samm_wait();
+    CHECK_EQ(atomic_load(&ran_elsewhere), 20);
+    CHECK_EQ(samm_pin_type((SAMMAllocType)300, 1), -1);
+    CHECK_EQ(captured.code, SAMM_ERR_BAD_ARGUMENT);
+    SAMMStats st;
+    samm_get_stats(&st);
+    CHECK_EQ(st.objects_cleaned, 35);
+    expect_errors(1);
+}
+
 TEST(workers_argument)
 {
     capture_on();
