@@ -173,7 +173,7 @@ typedef struct {
     const char *what;
     void (*fn)(size_t);
     int kind; /* 0: objects, 1: scope pairs, 2: frees (prepared), 3: same, glibc */
-    int background;
+    int mode; /* SAMMCleanupMode (libsamm workloads) */
 } workload;
 
 static const workload workloads[] = {
@@ -182,9 +182,11 @@ static const workload workloads[] = {
 #else
     {"floor", "floor: loop, vtable store, destructor call", w_floor, 0, 0},
     {"glibc", "calloc + destructor + free by hand (glibc)", w_glibc, 0, 0},
-    {"samm-inline", "libsamm inline: alloc_object + track_object", w_samm, 0, 0},
-    {"samm-background", "libsamm background (calling thread only)", w_samm, 0, 1},
-    {"samm-alloc", "libsamm inline: samm_alloc (one call)", w_samm_alloc, 0, 0},
+    {"samm-inline", "libsamm inline: alloc_object + track_object", w_samm, 0, SAMM_CLEANUP_INLINE},
+    {"samm-auto", "libsamm auto (the default), same code", w_samm, 0, SAMM_CLEANUP_AUTO},
+    {"samm-background", "libsamm background (calling thread only)", w_samm, 0,
+     SAMM_CLEANUP_BACKGROUND},
+    {"samm-alloc", "libsamm inline: samm_alloc (one call)", w_samm_alloc, 0, SAMM_CLEANUP_INLINE},
     {"scope", "empty scope: enter + exit, loop included", w_scope, 1, 0},
     {"scope-loop", "the same loop with two empty calls", w_scope_loop, 1, 0},
     {"free-samm", "samm_free_object of tracked objects, random order", w_free_samm, 2, 0},
@@ -243,7 +245,7 @@ static int run_one(const char *name, size_t n)
         return 2;
     }
 #ifndef ICOUNT_MIMALLOC
-    samm_set_cleanup_mode(w->background ? SAMM_CLEANUP_BACKGROUND : SAMM_CLEANUP_INLINE);
+    samm_set_cleanup_mode((SAMMCleanupMode)w->mode);
     if (w->kind >= 2) {
         /* Warm the pools with the same number of objects, then measure. */
         prepare_frees(w, n);
