@@ -302,8 +302,13 @@ void samm__release_entry(samm_tld *t, void *p, const char *call)
         samm__double_free(t, p, call);
         return;
     case SAMM_PTR_INTERIOR:
-        samm__report(SAMM_ERR_INTERIOR_POINTER, call, p,
-                     "%p points inside a libsamm block or its bookkeeping; not freed", p);
+        samm__interior(p, call);
         return;
     }
+}
+
+void samm__interior(const void *p, const char *call)
+{
+    samm__report(SAMM_ERR_INTERIOR_POINTER, call, p,
+                 "%p points inside a libsamm block or its bookkeeping; not freed", p);
 }

@@ -655,8 +655,7 @@ static SAMM_NOINLINE void free_object_slow(samm_tld *t, void *p)
         samm__double_free(t, p, call);
         return;
     case SAMM_PTR_INTERIOR:
-        samm__report(SAMM_ERR_INTERIOR_POINTER, call, p,
-                     "%p points inside a libsamm block or its bookkeeping; not freed", p);
+        samm__interior(p, call);
         return;
     case SAMM_PTR_FOREIGN:
         if (untrack_from(t, p, &in, &type, &depth, call) == 0) count_removed(t, type);

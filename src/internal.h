@@ -287,6 +287,8 @@ void *samm__huge_alloc(samm_tld *t, size_t size, const char *call);
 void samm__huge_free(samm_tld *t, samm_slab *s, const char *call);
 /* Reports a double free (counted). */
 void samm__double_free(samm_tld *t, const void *p, const char *call);
+/* Reports a pointer inside a libsamm block (nothing freed). */
+void samm__interior(const void *p, const char *call);
 
 /* ------------------------------------------------------------------------
  * foreign.c: pointers that are not libsamm's.

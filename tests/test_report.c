@@ -633,9 +633,10 @@ TEST(sites_other_thread)
 typedef void (*child_fn)(void);
 
 /* Runs fn in a child with `var`=1 set before libsamm starts again; returns
- * what the child wrote to the output and its exit status in *status. */
-static char *run_child(const char *var, child_fn fn, int *status)
+ * what the child wrote to the output, and checks that it exited with 0. */
+static char *run_child(const char *var, child_fn fn)
 {
+    int st = -1;
     int fds[2];
     REQUIRE(pipe(fds) == 0);
     fflush(stdout);
@@ -666,8 +667,9 @@ static char *run_child(const char *var, child_fn fn, int *status)
     }
     buf[len] = '\0';
     close(fds[0]);
-    while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     return buf;
 }
 
@@ -681,9 +683,7 @@ static void leak_two_and_exit(void)
 
 TEST(leaks_at_exit)
 {
-    int status = -1;
-    const char *out = run_child("SAMM_LEAKS", leak_two_and_exit, &status);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    const char *out = run_child("SAMM_LEAKS", leak_two_and_exit);
     CHECK(has(out, "samm: leak report (at exit): 2 blocks (64 B) allocated and never tracked or freed\n"
                    "       2 blocks of 32 B (64 B) at an unrecorded site\n"));
     CHECK(has(out, "  this thread has 1 scope open: what they hold is not a leak"));
@@ -701,10 +701,8 @@ static void sites_leak_and_exit(void)
 TEST(leaks_at_exit_by_site)
 {
     setenv("SAMM_SITES", "1", 1);
-    int status = -1;
-    const char *out = run_child("SAMM_LEAKS", sites_leak_and_exit, &status);
+    const char *out = run_child("SAMM_LEAKS", sites_leak_and_exit);
     unsetenv("SAMM_SITES");
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     CHECK(has(out, "samm: leak report (at exit): 3 blocks (96 B)"));
     CHECK_EQ(group_count(out, "at leak_site_beta+0x"), 2);
     CHECK_EQ(group_count(out, "at leak_site_alpha+0x"), 1);
@@ -719,9 +717,7 @@ static void clean_exit(void)
 
 TEST(stats_at_exit)
 {
-    int status = -1;
-    const char *out = run_child("SAMM_STATS", clean_exit, &status);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    const char *out = run_child("SAMM_STATS", clean_exit);
     CHECK(has(out, "samm: statistics\n"));
     CHECK(has(out, "  objects tracked / cleaned 1 / 1\n"));
     CHECK(strstr(out, "leak report") == NULL);
@@ -736,9 +732,7 @@ static void shutdown_then_exit(void)
 
 TEST(no_exit_report_after_shutdown)
 {
-    int status = -1;
-    const char *out = run_child("SAMM_LEAKS", shutdown_then_exit, &status);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    const char *out = run_child("SAMM_LEAKS", shutdown_then_exit);
     CHECK(has(out, "samm: leak: 1 objects (32 bytes) still in use in the 32-byte object pool in samm_shutdown\n"));
     CHECK(has(out, "samm: leak report (at samm_shutdown): 1 block (32 B)"));
     CHECK(strstr(out, "(at exit)") == NULL);
