@@ -206,8 +206,8 @@ SAMM_API int samm_scope_depth(void);
 #define SAMM_SCOPE SAMM_SCOPE_1_(__COUNTER__)
 #define SAMM_SCOPE_1_(n) SAMM_SCOPE_2_(n)
 #define SAMM_SCOPE_2_(n)                                                                           \
-    for (int samm_scope_##n __attribute__((cleanup(samm_scope_guard_exit_))) =                     \
-             (samm_enter_scope(), 0);                                                              \
+    for (int samm_scope_##n                                                                        \
+         __attribute__((cleanup(samm_scope_guard_exit_))) = (samm_enter_scope(), 0);               \
          !samm_scope_##n; samm_scope_##n = 1)
 
 static inline void samm_scope_guard_exit_(int *unused)

@@ -240,8 +240,8 @@ static SAMM_NOINLINE samm_slab *touch_first(samm_tld *t, samm_slab *s, uint64_t 
     return s;
 }
 
-SAMM_INLINE void release_tracked(samm_tld *t, void *const *ptrs, size_t n, bool tool,
-                                 bool prefetch, const char *call)
+SAMM_INLINE void release_tracked(samm_tld *t, void *const *ptrs, size_t n, bool tool, bool prefetch,
+                                 const char *call)
 {
     uint64_t gen = atomic_fetch_add_explicit(&batches, 1, RELAXED) + 1;
     samm_slab *touched = NULL;

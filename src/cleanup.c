@@ -175,7 +175,6 @@ void samm__clean(samm_tld *t, samm_batch *b, bool defer, const char *call)
 
 void samm__release_deferred(samm_tld *t, samm_batch *b, const char *call)
 {
-    samm__release_tracked(t, b->ptrs + b->count - b->nrelease, b->nrelease, b->owner != NULL,
-                          call);
+    samm__release_tracked(t, b->ptrs + b->count - b->nrelease, b->nrelease, b->owner != NULL, call);
     b->nrelease = 0;
 }

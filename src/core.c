@@ -200,7 +200,7 @@ static int auto_choose(samm_tld *t, const samm_batch *b)
     uint64_t n = b->count - b->ntomb;
     bool worth = t->entry_ns >= AUTO_ENTRY_NS && n * t->entry_ns >= AUTO_BATCH_NS;
     return worth && samm__worker_backlog() < 2 * (size_t)samm__worker_target() ? AUTO_OFFLOAD
-                                                                                : AUTO_INLINE;
+                                                                               : AUTO_INLINE;
 }
 
 static void clean_timed(samm_tld *t, samm_frame *f, samm_batch *b, const char *call)
@@ -710,8 +710,8 @@ void samm_free_object(void *p)
                     w >= SAMM_META_TRACKED && w != SAMM_META_FAR && i < f->count && f->ptrs[i] == p;
                 if (SAMM_LIKELY(here || w == SAMM_META_LIVE)) {
                     uint32_t ntomb = f->ntomb + 1;
-                    bool simple = !here || (i + 1 < f->count &&
-                                            (ntomb < 32 || (size_t)ntomb * 2 < f->count));
+                    bool simple =
+                        !here || (i + 1 < f->count && (ntomb < 32 || (size_t)ntomb * 2 < f->count));
                     if (SAMM_UNLIKELY(!simple || !samm__slab_stays(s, s->nfree + 1))) {
                         free_object_rest(t, s, p, m, here, i);
                         return;

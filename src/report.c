@@ -136,7 +136,7 @@ static void tb_emit(textbuf *b, FILE *to)
 
 static const char *type_name(unsigned type, char *buf, size_t n)
 {
-    static const char *const names[] = {"UNKNOWN", "OBJECT", "STRING", "ARRAY",
+    static const char *const names[] = {"UNKNOWN", "OBJECT",    "STRING", "ARRAY",
                                         "LIST",    "LIST_ATOM", "GENERIC"};
     if (type < sizeof names / sizeof *names) return names[type];
     snprintf(buf, n, "type %u", type);
@@ -216,7 +216,8 @@ void samm__site_note(samm_tld *t, samm_slab *s, const void *p)
         return;
     }
     if (s->sites == NULL || s->sites_gen != gen) {
-        if (s->sites == NULL && (s->sites = samm__os_map(sites_bytes(s), samm__os_page_size())) == NULL)
+        if (s->sites == NULL &&
+            (s->sites = samm__os_map(sites_bytes(s), samm__os_page_size())) == NULL)
             return; /* no room: this slab's blocks show no site */
         if (s->sites_gen != gen) memset(s->sites, 0, s->nslots * sizeof *s->sites);
         s->sites_gen = gen;
@@ -227,8 +228,7 @@ void samm__site_note(samm_tld *t, samm_slab *s, const void *p)
 /* The recorded site of slot p of s, or NULL. */
 static const void *site_of(const samm_slab *s, const void *p)
 {
-    if (!atomic_load(&samm__sites_on) || s->sites_gen != atomic_load(&samm__sites_gen))
-        return NULL;
+    if (!atomic_load(&samm__sites_on) || s->sites_gen != atomic_load(&samm__sites_gen)) return NULL;
     if (s->kind == SAMM_SLAB_HUGE) return s->site;
     return s->sites ? s->sites[slot_number(s, p)] : NULL;
 }
@@ -516,7 +516,9 @@ static void report_text(textbuf *b, const samm_snap *snaps, size_t n, bool oom)
         scopes += snaps[i].state == SNAP_DONE && snaps[i].depth > 0 ? (size_t)snaps[i].depth : 0;
     }
     char h[32], tn[16];
-    tb_printf(b, "samm: report (pid %ld): %zu thread%s, %zu open scope%s, %" PRIu64 " tracked object%s, %s\n",
+    tb_printf(b,
+              "samm: report (pid %ld): %zu thread%s, %zu open scope%s, %" PRIu64
+              " tracked object%s, %s\n",
               (long)getpid(), n, n == 1 ? "" : "s", scopes, scopes == 1 ? "" : "s", count,
               count == 1 ? "" : "s", human(bytes, h, sizeof h));
     for (size_t i = 0; i < n; i++) {
@@ -549,15 +551,17 @@ static void report_text(textbuf *b, const samm_snap *snaps, size_t n, bool oom)
         }
         empty_range(b, shown + 1, r->depth);
         if (r->foreign)
-            tb_printf(b, "    (%" PRIu64 " of the objects are the host's; their bytes are not known)\n",
-                      r->foreign);
+            tb_printf(
+                b, "    (%" PRIu64 " of the objects are the host's; their bytes are not known)\n",
+                r->foreign);
         if (r->oom) tb_printf(b, "    (out of memory: this thread's list is cut short)\n");
     }
     size_t queued = samm__worker_backlog();
     int mode = samm_get_cleanup_mode();
-    tb_printf(b, "  cleanup: %s, %zu batch%s queued", mode == SAMM_CLEANUP_BACKGROUND ? "background"
-                                                     : mode == SAMM_CLEANUP_AUTO     ? "auto"
-                                                                                     : "inline",
+    tb_printf(b, "  cleanup: %s, %zu batch%s queued",
+              mode == SAMM_CLEANUP_BACKGROUND ? "background"
+              : mode == SAMM_CLEANUP_AUTO     ? "auto"
+                                              : "inline",
               queued, queued == 1 ? "" : "es");
     if (samm__worker_active())
         tb_printf(b, ", %d worker%s\n", samm_get_workers(), samm_get_workers() == 1 ? "" : "s");
@@ -590,16 +594,21 @@ static void report_json(textbuf *b, const samm_snap *snaps, size_t n)
         tb_printf(b, "%s{\"tid\":%ld,\"name\":", i ? "," : "", r->tid);
         json_string(b, r->name);
         tb_printf(b, ",\"self\":%s,\"state\":\"%s\"", r->self ? "true" : "false",
-                  r->state == SNAP_BUSY ? "busy" : r->ended ? "ended" : "ok");
+                  r->state == SNAP_BUSY ? "busy"
+                  : r->ended            ? "ended"
+                                        : "ok");
         if (r->state == SNAP_BUSY || r->ended) {
             tb_printf(b, "}");
             continue;
         }
-        tb_printf(b, ",\"depth\":%d,\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"complete\":%s,\"scopes\":[",
+        tb_printf(b,
+                  ",\"depth\":%d,\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64
+                  ",\"complete\":%s,\"scopes\":[",
                   r->depth, r->count, r->bytes, r->oom ? "false" : "true");
         for (size_t k = 0; k < r->nframes; k++) {
             const snap_frame *f = &r->frames[k];
-            tb_printf(b, "%s{\"depth\":%d,\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"types\":[",
+            tb_printf(b,
+                      "%s{\"depth\":%d,\"objects\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"types\":[",
                       k ? "," : "", f->depth, f->count, f->bytes);
             for (uint32_t j = 0; j < f->nrows; j++) {
                 const snap_row *row = &r->rows[f->first_row + j];
@@ -695,7 +704,8 @@ static void leak_scan_slab(samm_slab *s, void *arg)
     char *base = (char *)s + s->first;
     for (uint32_t i = 0; i < s->bump; i++) {
         void *p = base + (size_t)i * s->size;
-        if (LOAD(samm__meta_of(s, p)) == SAMM_META_LIVE) leak_add(a, s->pool, site_of(s, p), s->size);
+        if (LOAD(samm__meta_of(s, p)) == SAMM_META_LIVE)
+            leak_add(a, s->pool, site_of(s, p), s->size);
     }
 }
 
@@ -775,10 +785,14 @@ static uint64_t leak_text(textbuf *b, samm_tld *t, const char *when)
     leak_scan(t, &a);
     char h[32], sn[256];
     if (a.blocks == 0) {
-        tb_printf(b, "samm: leak report (%s): no leaks - every block of this thread and of ended threads is tracked or freed\n",
+        tb_printf(b,
+                  "samm: leak report (%s): no leaks - every block of this thread and of ended "
+                  "threads is tracked or freed\n",
                   when);
     } else {
-        tb_printf(b, "samm: leak report (%s): %" PRIu64 " block%s (%s) allocated and never tracked or freed\n",
+        tb_printf(b,
+                  "samm: leak report (%s): %" PRIu64
+                  " block%s (%s) allocated and never tracked or freed\n",
                   when, a.blocks, a.blocks == 1 ? "" : "s", human(a.bytes, h, sizeof h));
         qsort(a.g, a.n, sizeof *a.g, by_bytes);
         bool unrecorded = false;
@@ -790,11 +804,14 @@ static uint64_t leak_text(textbuf *b, samm_tld *t, const char *when)
             unrecorded |= g->site == NULL;
         }
         if (unrecorded)
-            tb_printf(b, "  (SAMM_SITES=1 records where each block is allocated; link the program with -rdynamic for the names of its own functions)\n");
+            tb_printf(b, "  (SAMM_SITES=1 records where each block is allocated; link the program "
+                         "with -rdynamic for the names of its own functions)\n");
         if (a.oom) tb_printf(b, "  (out of memory: some groups are missing)\n");
     }
     if (t && t->cur->depth + t->phantom > 0)
-        tb_printf(b, "  this thread has %d scope%s open: what they hold is not a leak (samm_report lists it)\n",
+        tb_printf(b,
+                  "  this thread has %d scope%s open: what they hold is not a leak (samm_report "
+                  "lists it)\n",
                   t->cur->depth + t->phantom, t->cur->depth + t->phantom == 1 ? "" : "s");
     size_t others = 0;
     samm__tld_each(other_threads, &others);
@@ -831,8 +848,8 @@ void samm__leak_report(const char *call)
     for (int p = 0; p < SAMM_POOLS; p++)
         if (a.by_pool[p])
             samm__report(SAMM_ERR_LEAK, call, NULL,
-                         "leak: %" PRIu64 " objects (%" PRIu64 " bytes) still in use in the %" PRIu64
-                         "-byte %s pool",
+                         "leak: %" PRIu64 " objects (%" PRIu64
+                         " bytes) still in use in the %" PRIu64 "-byte %s pool",
                          a.by_pool[p], a.bytes_by_pool[p], a.bytes_by_pool[p] / a.by_pool[p],
                          pool_name(p));
     if (a.by_pool[SAMM_POOLS])

@@ -166,8 +166,8 @@ typedef struct samm_batch {
                                pointers still need their memory released */
 } samm_batch;
 
-#define SAMM_MAILBOX_CAP 32  /* finished batches waiting for their owner */
-#define SAMM_SPARE_ARRAYS 4  /* their arrays kept for the next frames      */
+#define SAMM_MAILBOX_CAP 32 /* finished batches waiting for their owner */
+#define SAMM_SPARE_ARRAYS 4 /* their arrays kept for the next frames      */
 
 /* ------------------------------------------------------------------------
  * Counters: each thread writes its own (relaxed load + store: plain moves,

@@ -36,11 +36,11 @@ static _Atomic size_t len; /* batches waiting (read unlocked by auto mode) */
  * every batch up to its number has been taken and none of them is still
  * being cleaned. */
 static uint64_t submitted, completed;
-static uint64_t next_out = 1;            /* number of the next batch to take */
-static uint64_t cleaning[MAX_WORKERS];   /* what each worker cleans, or 0   */
+static uint64_t next_out = 1;          /* number of the next batch to take */
+static uint64_t cleaning[MAX_WORKERS]; /* what each worker cleans, or 0   */
 static uint64_t high_water;
 static int nrunning, nbusy, target; /* workers started, cleaning, wanted */
-static int nsleeping;                 /* workers waiting on work_cv        */
+static int nsleeping;               /* workers waiting on work_cv        */
 static _Atomic bool stopping;
 static bool fork_hold;
 static pthread_t threads[MAX_WORKERS];
@@ -309,8 +309,8 @@ int samm_set_workers(int n)
 {
     samm__ensure_init();
     if (n < 0 || n > MAX_WORKERS) {
-        samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_set_workers", NULL,
-                     "%d workers is outside 0..%d", n, MAX_WORKERS);
+        samm__report(SAMM_ERR_BAD_ARGUMENT, "samm_set_workers", NULL, "%d workers is outside 0..%d",
+                     n, MAX_WORKERS);
         return -1;
     }
     samm_tld *t = samm__tld;

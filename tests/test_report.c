@@ -136,11 +136,12 @@ TEST(report_tree_own_thread)
     samm_report(c.f);
     const char *r = cap_close(&c);
     char line[160];
-    snprintf(line, sizeof line, "samm: report (pid %ld): 1 thread, 3 open scopes, 7 tracked objects, 336 B\n",
+    snprintf(line, sizeof line,
+             "samm: report (pid %ld): 1 thread, 3 open scopes, 7 tracked objects, 336 B\n",
              (long)getpid());
     CHECK(has(r, line));
-    snprintf(line, sizeof line, "  thread %ld \"main-thread\" (this thread): depth 3, 7 objects, 336 B\n",
-             my_tid());
+    snprintf(line, sizeof line,
+             "  thread %ld \"main-thread\" (this thread): depth 3, 7 objects, 336 B\n", my_tid());
     CHECK(has(r, line));
     CHECK(has(r, "    depth 0: empty\n"
                  "    depth 1: 3 objects, 96 B\n"
@@ -193,15 +194,20 @@ static bool json_balanced(const char *s)
     bool in_str = false;
     for (; *s; s++) {
         if (in_str) {
-            if (*s == '\\' && s[1]) s++;
-            else if (*s == '"') in_str = false;
+            if (*s == '\\' && s[1])
+                s++;
+            else if (*s == '"')
+                in_str = false;
             continue;
         }
-        if (*s == '"') in_str = true;
-        else if (*s == '{' || *s == '[') depth++;
+        if (*s == '"')
+            in_str = true;
+        else if (*s == '{' || *s == '[')
+            depth++;
         else if (*s == '}' || *s == ']') {
             if (--depth < 0) return false;
-        } else if (*s == '\n' && s[1] != '\0') return false; /* one line */
+        } else if (*s == '\n' && s[1] != '\0')
+            return false; /* one line */
     }
     return depth == 0 && !in_str;
 }
@@ -219,12 +225,14 @@ TEST(report_json)
     const char *r = cap_close(&c);
     CHECK(json_balanced(r));
     char head[128];
-    snprintf(head, sizeof head, "{\"pid\":%ld,\"threads\":[{\"tid\":%ld,\"name\":\"main-thread\",\"self\":true,",
+    snprintf(head, sizeof head,
+             "{\"pid\":%ld,\"threads\":[{\"tid\":%ld,\"name\":\"main-thread\",\"self\":true,",
              (long)getpid(), my_tid());
     CHECK(has(r, head));
-    CHECK(has(r, "\"state\":\"ok\",\"depth\":2,\"objects\":2,\"bytes\":64,\"complete\":true,"
-                 "\"scopes\":[{\"depth\":2,\"objects\":2,\"bytes\":64,\"types\":[{\"type\":\"OBJECT\","
-                 "\"code\":1,\"count\":2,\"bytes\":64}]}]}]"));
+    CHECK(has(r,
+              "\"state\":\"ok\",\"depth\":2,\"objects\":2,\"bytes\":64,\"complete\":true,"
+              "\"scopes\":[{\"depth\":2,\"objects\":2,\"bytes\":64,\"types\":[{\"type\":\"OBJECT\","
+              "\"code\":1,\"count\":2,\"bytes\":64}]}]}]"));
     CHECK(has(r, "\"queued_batches\":0,"));
     samm_exit_scope();
     samm_exit_scope();
@@ -357,7 +365,8 @@ static void *reporter(void *arg)
         samm_report(c.f);
         const char *r = cap_close(&c);
         /* It answers at a scope entry or exit: depth 1 or 2. */
-        if (!strstr(r, "\"looper\": depth 1, 5 objects") && !strstr(r, "\"looper\": depth 2, 5 objects")) {
+        if (!strstr(r, "\"looper\": depth 1, 5 objects") &&
+            !strstr(r, "\"looper\": depth 2, 5 objects")) {
             atomic_fetch_add(&phase, 100);
             fprintf(stderr, "MISS len=%zu [%s]\n", strlen(r), r);
         }
@@ -400,7 +409,8 @@ TEST(leaks_on_request)
     cap_open(&c);
     CHECK_EQ(samm_report_leaks(c.f), 4);
     const char *r = cap_close(&c);
-    CHECK(has(r, "samm: leak report (on request): 4 blocks (48.9 KiB) allocated and never tracked or freed\n"));
+    CHECK(has(r, "samm: leak report (on request): 4 blocks (48.9 KiB) allocated and never tracked "
+                 "or freed\n"));
     CHECK(has(r, "       1 block  of 50000 B (48.8 KiB) at an unrecorded site\n"));
     CHECK(has(r, "       3 blocks of 32 B (96 B) at an unrecorded site\n"));
     CHECK(has(r, "  this thread has 1 scope open: what they hold is not a leak"));
@@ -481,7 +491,8 @@ TEST(leaks_of_ended_threads)
     samm_shutdown();
     CHECK_EQ(captured.count, 1);
     CHECK_EQ(captured.code, SAMM_ERR_LEAK);
-    CHECK(has(captured.message, "leak: 2 objects (256 bytes) still in use in the 128-byte object pool"));
+    CHECK(has(captured.message,
+              "leak: 2 objects (256 bytes) still in use in the 128-byte object pool"));
     expect_errors(1);
 }
 
@@ -676,7 +687,7 @@ static char *run_child(const char *var, child_fn fn)
 static void leak_two_and_exit(void)
 {
     samm_enter_scope();
-    tracked_obj();              /* open at exit: not a leak */
+    tracked_obj(); /* open at exit: not a leak */
     leak_sink[0] = samm_alloc_object(32);
     leak_sink[1] = samm_alloc_object(32);
 }
@@ -684,8 +695,9 @@ static void leak_two_and_exit(void)
 TEST(leaks_at_exit)
 {
     const char *out = run_child("SAMM_LEAKS", leak_two_and_exit);
-    CHECK(has(out, "samm: leak report (at exit): 2 blocks (64 B) allocated and never tracked or freed\n"
-                   "       2 blocks of 32 B (64 B) at an unrecorded site\n"));
+    CHECK(has(out,
+              "samm: leak report (at exit): 2 blocks (64 B) allocated and never tracked or freed\n"
+              "       2 blocks of 32 B (64 B) at an unrecorded site\n"));
     CHECK(has(out, "  this thread has 1 scope open: what they hold is not a leak"));
     CHECK_EQ(count_lines_with(out, "samm: leak report"), 1);
     CHECK(strstr(out, "samm: statistics") == NULL);
@@ -733,7 +745,8 @@ static void shutdown_then_exit(void)
 TEST(no_exit_report_after_shutdown)
 {
     const char *out = run_child("SAMM_LEAKS", shutdown_then_exit);
-    CHECK(has(out, "samm: leak: 1 objects (32 bytes) still in use in the 32-byte object pool in samm_shutdown\n"));
+    CHECK(has(out, "samm: leak: 1 objects (32 bytes) still in use in the 32-byte object pool in "
+                   "samm_shutdown\n"));
     CHECK(has(out, "samm: leak report (at samm_shutdown): 1 block (32 B)"));
     CHECK(strstr(out, "(at exit)") == NULL);
 }
@@ -752,7 +765,9 @@ TEST(output_fn_gets_every_text)
     samm_set_output_fn(NULL, NULL);
     samm_set_output(stderr);
     pthread_mutex_lock(&out_lock);
-    CHECK(has(out_text, "samm: exit at depth 0 (the global scope cannot be exited); ignored in samm_exit_scope\n"));
+    CHECK(has(
+        out_text,
+        "samm: exit at depth 0 (the global scope cannot be exited); ignored in samm_exit_scope\n"));
     CHECK(has(out_text, "samm: statistics\n"));
     CHECK(has(out_text, "samm: report (pid"));
     CHECK(has(out_text, "samm: leak report (on request): no leaks"));

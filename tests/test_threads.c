@@ -1517,7 +1517,7 @@ TEST(pinned_type_stays_inline)
     CHECK_EQ(samm_pin_type((SAMMAllocType)50, 1), 1);
     pinned_scope((SAMMAllocType)50, 10);
     CHECK_EQ(atomic_load(&ran_here), 10); /* before samm_exit_scope returned */
-    pinned_scope(SAMM_ALLOC_OBJECT, 10);   /* not pinned: a worker's */
+    pinned_scope(SAMM_ALLOC_OBJECT, 10);  /* not pinned: a worker's */
     samm_wait();
     CHECK_EQ(atomic_load(&ran_elsewhere), 10);
     /* one pinned entry keeps the whole batch on this thread */
@@ -1586,7 +1586,7 @@ TEST(wait_exact_many_workers)
     CHECK_EQ(st.objects_tracked, 4 * 20 * 5);
     SAMMPoolStats ps;
     samm_get_pool_stats(0, &ps); /* pool 0: 32-byte objects */
-    CHECK_EQ(ps.in_use, 0); /* every object's memory is back after the wait */
+    CHECK_EQ(ps.in_use, 0);      /* every object's memory is back after the wait */
     CHECK_EQ(captured.count, 0);
 }
 
