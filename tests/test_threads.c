@@ -1333,10 +1333,11 @@ TEST_BOTH(stack_pointers_not_freed)
     CHECK_EQ(errors(SAMM_ERR_FOREIGN_POINTER), STACK_PTRS);
 
     /* This thread tracks addresses on the other thread's stack, which is
-     * alive (parked); the scope exit hands them to the worker. */
+     * alive (parked), aligned as malloc blocks are; the scope exit hands
+     * them to the worker (background). */
     samm_enter_scope();
     for (int i = 0; i < STACK_PTRS; i++)
-        samm_track(buf + 16 * i + 8, SAMM_ALLOC_GENERIC);
+        samm_track(buf + 16 * i, SAMM_ALLOC_GENERIC);
     samm_exit_scope();
     samm_wait();
     CHECK_EQ(errors(SAMM_ERR_FOREIGN_POINTER), 2 * STACK_PTRS);
@@ -1355,6 +1356,42 @@ TEST_BOTH(stack_pointers_not_freed)
     CHECK_EQ(st.objects_cleaned, 2 * STACK_PTRS);
     CHECK_EQ(errors_total(), 2 * STACK_PTRS);
     expect_errors(2 * STACK_PTRS);
+}
+
+/* Issue 9, case 3 as first seen: 64 one-pointer scopes of stack addresses
+ * queued behind a slow batch, so they all come back to a full mailbox and
+ * the worker releases some of them itself: none is passed to free(). */
+static void slow_free_hook(void *p)
+{
+    sleep_ms(200);
+    free(p);
+}
+
+TEST(stack_pointers_full_mailbox)
+{
+    _Alignas(16) char buf[STACK_PTRS * 16];
+    memset(buf, 0, sizeof buf);
+    samm_set_cleanup_mode(SAMM_CLEANUP_BACKGROUND);
+    samm_register_cleanup((SAMMAllocType)9, slow_free_hook);
+    samm_enter_scope();
+    void *m = malloc(32);
+    REQUIRE(m != NULL);
+    samm_track(m, (SAMMAllocType)9);
+    samm_exit_scope();
+    for (int i = 0; i < STACK_PTRS; i++) {
+        samm_enter_scope();
+        samm_track(buf + 16 * i, SAMM_ALLOC_GENERIC);
+        samm_exit_scope();
+    }
+    samm_wait();
+    CHECK_EQ(errors(SAMM_ERR_FOREIGN_POINTER), STACK_PTRS);
+    for (size_t i = 0; i < sizeof buf; i++)
+        CHECK_EQ(buf[i], 0);
+    SAMMStats st;
+    samm_get_stats(&st);
+    CHECK_EQ(st.foreign_frees, 0);
+    CHECK_EQ(st.objects_cleaned, STACK_PTRS + 1);
+    expect_errors(STACK_PTRS);
 }
 
 /* ------------------------------------------------------------------------
