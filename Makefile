@@ -98,10 +98,11 @@ man:
 
 bench: build
 	./build/bench/bench_icount
-	./build/bench/bench_scope
-	./build/bench/bench_core
-	./build/bench/bench_nested
-	./build/bench/bench_alloc
+	rm -f bench/results/wallclock.csv
+	./build/bench/bench_scope --csv bench/results/wallclock.csv
+	./build/bench/bench_core --csv bench/results/wallclock.csv
+	./build/bench/bench_nested --csv bench/results/wallclock.csv
+	./build/bench/bench_alloc --csv bench/results/wallclock.csv
 	./build/bench/bench_background --csv bench/results/background.csv --plot docs/bench-background.svg
 	./build/bench/compare/bench_cmp_runner --results bench/results --docs docs
 

@@ -148,8 +148,8 @@ int main(int argc, char **argv)
            "%d per scope, %d program thread(s), %ld CPUs, %d workers; median (min-max) of %d "
            "interleaved runs\n",
            PER_SCOPE, threads, cpus, samm_get_workers(), runs);
-    printf("%8s %24s %24s %24s   %s\n", "cost", "inline ns/obj", "background ns/obj",
-           "auto ns/obj", "throughput vs inline: bg, auto");
+    printf("%8s %24s %24s %24s   %s\n", "cost", "inline ns/obj", "background ns/obj", "auto ns/obj",
+           "throughput vs inline: bg, auto");
     for (int c = 0; c < NC; c++) {
         dtor_cost = costs[c];
         double per = 2 * costs[c] + 20;
@@ -214,7 +214,8 @@ int main(int argc, char **argv)
         FILE *g = popen("gnuplot", "w");
         if (g) {
             fputs(script, g);
-            if (pclose(g) != 0) fprintf(stderr, "bench_background: gnuplot failed (not installed?)\n");
+            if (pclose(g) != 0)
+                fprintf(stderr, "bench_background: gnuplot failed (not installed?)\n");
         }
     }
     samm_shutdown();

@@ -1,166 +1,150 @@
 /* SPDX-License-Identifier: MIT */
-/* bench_core.c - the core's costs as ratios against baselines measured in
- * the same run: empty scope enter+exit vs one malloc(32)+free pair; track +
- * scope-exit cleanup per object vs a raw array append; random-order
- * untrack and free at 100 vs 100,000 objects per scope.  Run once per
- * cleanup mode.
+/* bench_core.c - two of issue 8's wall-clock targets, each against its
+ * baseline in the same run (inline cleanup, set explicitly): an empty
+ * scope against one malloc(32)+free pair (<= 0.25x), and samm_free_object
+ * of tracked objects against free() by hand of the same objects in the
+ * same random order, at 100 and at 100,000 objects per scope (<= 1.5x).
  */
-#include <string.h>
-
 #include "bench.h"
 #include "samm.h"
 
-static size_t reps;
-static size_t per_scope;
-static void **objs;
-static void *volatile sink;
-
-static void run_malloc_free(void *a)
+/* ------------------------------------------------------------------------
+ * Empty scope: samm_enter_scope + samm_exit_scope vs malloc(32) + free
+ * ---------------------------------------------------------------------- */
+static double malloc_free_pairs(void *a, size_t reps)
 {
     (void)a;
+    double t0 = bench_now_ns();
     for (size_t i = 0; i < reps; i++) {
         void *p = malloc(32);
-        sink = p;
+        BENCH_KEEP(p); /* or the compiler drops the pair */
         free(p);
     }
+    return bench_now_ns() - t0;
 }
 
-static void run_empty_scopes(void *a)
+static double empty_scopes(void *a, size_t reps)
 {
     (void)a;
+    samm_set_cleanup_mode(SAMM_CLEANUP_INLINE);
+    double t0 = bench_now_ns();
     for (size_t i = 0; i < reps; i++) {
         samm_enter_scope();
         samm_exit_scope();
     }
+    return bench_now_ns() - t0;
 }
 
-/* Releases nothing: isolates the core's bookkeeping from the pools. */
-static void noop_release(void *p)
-{
-    (void)p;
-}
-#define NOOP_TYPE ((SAMMAllocType)200)
+/* ------------------------------------------------------------------------
+ * Explicit frees in random order.  Each repetition makes n objects of
+ * 16-64 B (libsamm: allocated and tracked in a fresh scope), puts them in
+ * the one random order both sides share, and times only the frees.
+ * ---------------------------------------------------------------------- */
+typedef struct {
+    size_t n;
+    size_t *perm; /* the random order: the j-th free is of objs[perm[j]] */
+    void **objs;  /* in allocation order */
+    void **order; /* the same objects in the order they are freed */
+} free_case;
 
-static void run_track_exit(void *a)
+static const size_t sizes[4] = {16, 32, 48, 64};
+
+static void put_in_order(free_case *c)
 {
-    (void)a;
+    for (size_t j = 0; j < c->n; j++)
+        c->order[j] = c->objs[c->perm[j]];
+}
+
+static double free_by_hand(void *a, size_t reps)
+{
+    free_case *c = a;
+    double t = 0;
     for (size_t r = 0; r < reps; r++) {
-        samm_enter_scope();
-        for (size_t i = 0; i < per_scope; i++)
-            samm_track(objs[i], NOOP_TYPE);
-        samm_exit_scope();
-    }
-    samm_wait();
-}
-
-static void **plain;
-static void run_array_append(void *a)
-{
-    (void)a;
-    for (size_t r = 0; r < reps; r++) {
-        for (size_t i = 0; i < per_scope; i++)
-            plain[i] = objs[i];
-        BENCH_KEEP(plain);
-    }
-}
-
-/* Untrack in random order: objs is shuffled once; ops per run = n. */
-static void shuffle(void **v, size_t n)
-{
-    srand(12345);
-    for (size_t i = n - 1; i > 0; i--) {
-        size_t j = (size_t)rand() % (i + 1);
-        void *t = v[i];
-        v[i] = v[j];
-        v[j] = t;
-    }
-}
-
-static double untrack_cost(size_t n, int runs)
-{
-    double best = 1e300;
-    for (int r = 0; r < runs; r++) {
-        samm_enter_scope();
-        for (size_t i = 0; i < n; i++)
-            samm_track(objs[i], NOOP_TYPE);
-        shuffle(objs, n);
+        for (size_t i = 0; i < c->n; i++)
+            if ((c->objs[i] = calloc(1, sizes[i & 3])) == NULL) abort();
+        put_in_order(c);
         double t0 = bench_now_ns();
-        for (size_t i = 0; i < n; i++)
-            samm_untrack(objs[i]);
-        double t = (bench_now_ns() - t0) / (double)n;
-        samm_exit_scope();
-        if (t < best) best = t;
+        for (size_t j = 0; j < c->n; j++)
+            free(c->order[j]);
+        t += bench_section_ns(t0);
     }
-    return best;
+    return t;
 }
 
-/* samm_free_object of tracked pool objects in random order (DELETE). */
-static double delete_cost(size_t n, int runs)
+static double free_tracked(void *a, size_t reps)
 {
-    double best = 1e300;
-    void **mine = malloc(n * sizeof *mine);
-    for (int r = 0; r < runs; r++) {
+    free_case *c = a;
+    double t = 0;
+    samm_set_cleanup_mode(SAMM_CLEANUP_INLINE);
+    for (size_t r = 0; r < reps; r++) {
         samm_enter_scope();
-        for (size_t i = 0; i < n; i++) {
-            mine[i] = samm_alloc_object(48);
-            samm_track(mine[i], SAMM_ALLOC_GENERIC);
+        for (size_t i = 0; i < c->n; i++) {
+            if ((c->objs[i] = samm_alloc_object(sizes[i & 3])) == NULL) abort();
+            samm_track_object(c->objs[i]);
         }
-        shuffle(mine, n);
+        put_in_order(c);
         double t0 = bench_now_ns();
-        for (size_t i = 0; i < n; i++)
-            samm_free_object(mine[i]);
-        double t = (bench_now_ns() - t0) / (double)n;
+        for (size_t j = 0; j < c->n; j++)
+            samm_free_object(c->order[j]);
+        t += bench_section_ns(t0);
         samm_exit_scope();
-        if (t < best) best = t;
     }
-    free(mine);
-    return best;
+    return t;
+}
+
+static void free_case_init(free_case *c, size_t n)
+{
+    c->n = n;
+    c->perm = malloc(n * sizeof *c->perm);
+    c->objs = malloc(n * sizeof *c->objs);
+    c->order = malloc(n * sizeof *c->order);
+    if (c->perm == NULL || c->objs == NULL || c->order == NULL) abort();
+    for (size_t i = 0; i < n; i++)
+        c->perm[i] = i;
+    uint64_t x = 88172645463325252ull; /* xorshift64: the same order every run */
+    for (size_t i = n - 1; i > 0; i--) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        size_t j = (size_t)(x % (i + 1));
+        size_t t = c->perm[i];
+        c->perm[i] = c->perm[j];
+        c->perm[j] = t;
+    }
+}
+
+static void free_case_fini(free_case *c)
+{
+    free(c->perm);
+    free(c->objs);
+    free(c->order);
 }
 
 int main(int argc, char **argv)
 {
-    int runs = bench_runs(argc, argv);
-    size_t big = 100000;
-    objs = malloc(big * sizeof *objs);
-    plain = malloc(big * sizeof *plain);
-    for (size_t i = 0; i < big; i++)
-        objs[i] = (void *)(uintptr_t)(0x10000 + i * 64);
-    samm_register_cleanup(NOOP_TYPE, noop_release);
+    bench_opts o;
+    bench_parse(&o, "bench_core", argc, argv);
+    bench_header(&o, "empty scope and samm_free_object (issue 8), inline cleanup");
+    samm_set_cleanup_mode(SAMM_CLEANUP_INLINE);
 
-    for (int m = 0; m < 2; m++) {
-        SAMMCleanupMode mode = m ? SAMM_CLEANUP_BACKGROUND : SAMM_CLEANUP_INLINE;
-        samm_set_cleanup_mode(mode);
-        printf("== cleanup mode: %s\n", m ? "background" : "inline");
+    const bench_side scope[] = {{malloc_free_pairs, NULL}, {empty_scopes, NULL}};
+    const bench_row scope_row = {"empty scope enter+exit vs malloc(32)+free", 1, 0, 0.25};
+    bench_compare(&o, scope, 2, 1, &scope_row, 1);
 
-        reps = 5000000;
-        double base = bench_best(run_malloc_free, NULL, runs, (double)reps);
-        double scope = bench_best(run_empty_scopes, NULL, runs, (double)reps);
-        printf("empty scope enter+exit     %6.2f ns   malloc(32)+free %6.2f ns   ratio %.2fx "
-               "(goal <= 0.5x)\n",
-               scope, base, scope / base);
-
-        per_scope = 100;
-        reps = 50000;
-        double ops = (double)reps * (double)per_scope;
-        double app = bench_best(run_array_append, NULL, runs, ops);
-        double tr = bench_best(run_track_exit, NULL, runs, ops);
-        printf("track + exit, per object   %6.2f ns   array append    %6.2f ns   ratio %.2fx\n", tr,
-               app, tr / app);
-
-        double u100 = untrack_cost(100, runs * 200);
-        double u100k = untrack_cost(big, runs);
-        printf("untrack, random order      %6.2f ns at 100   %6.2f ns at 100,000   ratio %.2fx "
-               "(goal <= 2x)\n",
-               u100, u100k, u100k / u100);
-        double d100 = delete_cost(100, runs * 200);
-        double d100k = delete_cost(big, runs);
-        printf("free_object (DELETE)       %6.2f ns at 100   %6.2f ns at 100,000   ratio %.2fx "
-               "(goal <= 2x)\n",
-               d100, d100k, d100k / d100);
+    static const size_t per_scope[] = {100, 100000};
+    static const char *names[] = {
+        "free_object tracked random order 100/scope vs free()",
+        "free_object tracked random order 100000/scope vs free()",
+    };
+    for (size_t k = 0; k < 2; k++) {
+        free_case c;
+        free_case_init(&c, per_scope[k]);
+        const bench_side sides[] = {{free_by_hand, &c}, {free_tracked, &c}};
+        const bench_row row = {names[k], 1, 0, 1.5};
+        bench_compare(&o, sides, 2, (double)c.n, &row, 1);
+        free_case_fini(&c);
     }
-    samm_register_cleanup(NOOP_TYPE, NULL);
     samm_shutdown();
-    free(objs);
-    free(plain);
+    bench_done(&o);
     return 0;
 }

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* be_samm.c - libsamm: objects from samm_alloc_object tracked in the
  * current scope, returned ones retained to the parent, strings from the
- * descriptor pool released by a cleanup hook.  BENCH_SAMM_BACKGROUND (0 or
- * 1) picks inline or background cleanup.
+ * descriptor pool released by a cleanup hook.  BENCH_SAMM_INLINE,
+ * BENCH_SAMM_BACKGROUND or BENCH_SAMM_AUTO picks the cleanup mode.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,14 +10,17 @@
 #include "backend.h"
 #include "samm.h"
 
-#if !defined(BENCH_SAMM_BACKGROUND)
-#error "define BENCH_SAMM_BACKGROUND as 0 (inline cleanup) or 1 (background cleanup)"
-#elif BENCH_SAMM_BACKGROUND
-#define BENCH_SAMM_NAME "samm-background"
-#define BENCH_SAMM_MODE SAMM_CLEANUP_BACKGROUND
-#else
+#if defined(BENCH_SAMM_INLINE)
 #define BENCH_SAMM_NAME "samm-inline"
 #define BENCH_SAMM_MODE SAMM_CLEANUP_INLINE
+#elif defined(BENCH_SAMM_BACKGROUND)
+#define BENCH_SAMM_NAME "samm-background"
+#define BENCH_SAMM_MODE SAMM_CLEANUP_BACKGROUND
+#elif defined(BENCH_SAMM_AUTO)
+#define BENCH_SAMM_NAME "samm-auto"
+#define BENCH_SAMM_MODE SAMM_CLEANUP_AUTO
+#else
+#error "define BENCH_SAMM_INLINE, BENCH_SAMM_BACKGROUND or BENCH_SAMM_AUTO"
 #endif
 
 _Static_assert(BENCH_DESTRUCTOR_SLOT == SAMM_VTABLE_DESTRUCTOR_SLOT, "same destructor slot");

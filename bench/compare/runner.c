@@ -2,7 +2,8 @@
 /* runner.c - runs the comparison suite: fork/execs each bench_cmp_<backend>
  * per workload several times, takes ns/op from the child's RESULT line and
  * peak RSS from wait4(), prints tables, writes CSV and plots (full runs, or
- * wherever --docs says).
+ * wherever --docs says).  It calibrates the heavy workload's work once and
+ * hands every backend the same amount.
  */
 #include <errno.h>
 #include <limits.h>
@@ -19,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "work.h"
+
 #define MAX_RUNS 32
 #define PATH_LEN 4096
 
@@ -31,6 +34,7 @@ typedef struct {
 static const backend backends[] = {
     {"samm-inline", "samm_inline", ""},
     {"samm-background", "samm_background", ""},
+    {"samm-auto", "samm_auto", ""},
     {"malloc", "malloc", "(baseline)"},
     {"mimalloc", "mimalloc", ""},
     {"jemalloc", "jemalloc", ""},
@@ -40,7 +44,7 @@ static const backend backends[] = {
     {"bump", "bump", "(floor)"},
 };
 #define NB (sizeof backends / sizeof *backends)
-#define BASELINE 2 /* malloc */
+#define BASELINE 3 /* malloc */
 
 typedef struct {
     const char *name;
@@ -53,6 +57,7 @@ static const workload all_workloads[] = {
     {"strings", "string"},
     {"delete", "object"},
     {"large", "object"},
+    {"heavy", "object; its destructor and the program each do ~1 us of work"},
     {"scopes", "empty scope enter+exit (malloc+free of 32 B where no scopes)"},
     {"threads1", "object, nested on 1 thread"},
     {"threads2", "object, nested on 2 threads"},
@@ -64,7 +69,7 @@ typedef struct {
     int ok;
     double ns;
     long rss_kib;
-    unsigned long long ops, expected, released, released_final;
+    unsigned long long ops, expected, released, released_final, work_iters;
     char dtors[8];
     char error[128];
 } run_result;
@@ -83,6 +88,7 @@ static size_t nw; /* workloads in this run: threads4 only with 4+ CPUs */
 
 static struct {
     int quick, smoke, runs, docs_given;
+    unsigned long long work_iters; /* bench_work iterations of ~1 us */
     char bindir[PATH_LEN];
     const char *results, *docs;
 } opt = {.results = "bench/results", .docs = "docs"};
@@ -115,9 +121,15 @@ static void parse_result(const char *out, run_result *r)
         if (strcmp(tok, "released") == 0) r->released = strtoull(v, NULL, 10), seen |= 8;
         if (strcmp(tok, "released_final") == 0) r->released_final = strtoull(v, NULL, 10);
         if (strcmp(tok, "dtors") == 0) snprintf(r->dtors, sizeof r->dtors, "%s", v), seen |= 16;
+        if (strcmp(tok, "work_iters") == 0) r->work_iters = strtoull(v, NULL, 10), seen |= 32;
     }
-    if (seen != 31) {
+    if (seen != 63) {
         snprintf(r->error, sizeof r->error, "incomplete RESULT line");
+        return;
+    }
+    if (r->work_iters != opt.work_iters) {
+        snprintf(r->error, sizeof r->error, "ran %llu work iterations, not the %llu given",
+                 r->work_iters, opt.work_iters);
         return;
     }
     if (!isfinite(r->ns) || r->ns <= 0 || r->ops == 0) {
@@ -152,7 +164,11 @@ static void run_child(const char *path, const char *wl_name, run_result *r)
         dup2(fds[1], STDOUT_FILENO);
         close(fds[0]);
         close(fds[1]);
-        char *argv[] = {(char *)path, (char *)wl_name, opt.quick ? "--quick" : NULL, NULL};
+        char iters[32];
+        snprintf(iters, sizeof iters, "%llu", opt.work_iters);
+        char *argv[] = {
+            (char *)path, (char *)wl_name, "--work-iters", iters, opt.quick ? "--quick" : NULL,
+            NULL};
         execv(path, argv);
         fprintf(stderr, "bench: cannot run %s: %s\n", path, strerror(errno));
         _exit(127);
@@ -565,6 +581,10 @@ int main(int argc, char **argv)
     }
     printf("comparison: %d backends, %zu workloads, %d runs each, %s sizes, %ld CPUs\n", nbackends,
            nw, opt.runs, opt.quick ? "quick" : "full", cpus);
+    opt.work_iters = bench_work_calibrate(1000);
+    printf("heavy: ~1 us of work = %llu iterations of bench_work (calibrated here, the same for "
+           "every backend)\n",
+           opt.work_iters);
 
     int failures = 0;
     for (size_t w = 0; w < nw; w++) {

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "work.h"
 
 #define PER_SCOPE 100
 #define DEEP_LEVELS 100
@@ -187,6 +188,51 @@ static uint64_t wl_large(long scopes, bench_counter *c, uint64_t *expected)
     return expect((uint64_t)scopes * PER_SCOPE, expected);
 }
 
+/* The heavy workload's objects: the program computes `value` when it makes
+ * one, and the destructor computes on from it, each ~1 us of bench_work. */
+typedef struct {
+    bench_obj base;
+    uint64_t value;
+} heavy_obj;
+
+static const size_t heavy_sizes[4] = {32, 32, 48, 64};
+static uint64_t heavy_iters; /* bench_work iterations of ~1 us: --work-iters */
+
+static void heavy_destructor(void *self)
+{
+    heavy_obj *o = self;
+    o->value = bench_work(heavy_iters, o->value);
+    atomic_fetch_add_explicit(&o->base.owner->released, 1, memory_order_relaxed);
+}
+
+static const bench_method heavy_vtable[BENCH_DESTRUCTOR_SLOT + 1] = {NULL, NULL, NULL,
+                                                                     heavy_destructor};
+
+/* nested's shape (100 objects per inner scope, 100 inner scopes per outer
+ * scope), `scopes` inner scopes in all, with expensive destructors and as
+ * much work again by the program for each object it makes: where
+ * background cleanup can pay. */
+static uint64_t wl_heavy(long scopes, bench_counter *c, uint64_t *expected)
+{
+    uint64_t seed = 0;
+    for (long done = 0; done < scopes;) {
+        be->enter();
+        for (int i = 0; i < PER_SCOPE && done < scopes; i++, done++) {
+            void *items[PER_SCOPE];
+            be->enter();
+            for (int k = 0; k < PER_SCOPE; k++) {
+                heavy_obj *h = be->obj_new(heavy_sizes[k & 3], c);
+                h->base.vtable = heavy_vtable;
+                h->value = bench_work(heavy_iters, seed++);
+                items[k] = h;
+            }
+            be->exit(items, PER_SCOPE, BENCH_KIND_OBJ);
+        }
+        be->exit(NULL, 0, BENCH_KIND_OBJ);
+    }
+    return expect((uint64_t)scopes * PER_SCOPE, expected);
+}
+
 /* Empty scope enter + exit; a malloc + free of 32 B where there are no
  * scopes. */
 static uint64_t wl_scopes(long pairs, bench_counter *c, uint64_t *expected)
@@ -244,12 +290,12 @@ static uint64_t run_threads(int nthreads, long outer, bench_counter *counters, u
 }
 
 /* ------------------------------------------------------------------------
- * main: bench_cmp_<backend> WORKLOAD [--quick]
+ * main: bench_cmp_<backend> WORKLOAD [--quick] [--work-iters N]
  * ---------------------------------------------------------------------- */
 typedef struct {
     const char *name;
     uint64_t (*fn)(long scale, bench_counter *c, uint64_t *expected);
-    long full, quick; /* scale: outer scopes, repetitions or pairs */
+    long full, quick; /* scale: outer or inner scopes, repetitions or pairs */
     bench_kind kind;
 } workload;
 
@@ -259,6 +305,7 @@ static const workload workloads[] = {
     {"strings", wl_strings, 10000, 1000, BENCH_KIND_STR},
     {"delete", wl_delete, 10000, 1000, BENCH_KIND_OBJ},
     {"large", wl_large, 1000, 100, BENCH_KIND_OBJ},
+    {"heavy", wl_heavy, 2000, 50, BENCH_KIND_OBJ},
     {"scopes", wl_scopes, 10000000, 1000000, BENCH_KIND_OBJ},
 };
 
@@ -285,8 +332,10 @@ static const char *policy_name(bench_dtor_policy p)
 static int usage(void)
 {
     fprintf(stderr,
-            "usage: bench_cmp_%s nested|deep|strings|delete|large|scopes|threadsN "
-            "[--quick]\n",
+            "usage: bench_cmp_%s nested|deep|strings|delete|large|heavy|scopes|threadsN "
+            "[--quick] [--work-iters N]\n"
+            "  --work-iters N  bench_work iterations per unit of heavy's work (the runner\n"
+            "                  passes the ~1 us it calibrated; by hand, calibrated here)\n",
             be->name);
     return 2;
 }
@@ -295,7 +344,15 @@ int main(int argc, char **argv)
 {
     static bench_counter warm[MAX_THREADS], counters[MAX_THREADS];
     if (argc < 2) return usage();
-    int quick = argc > 2 && strcmp(argv[2], "--quick") == 0;
+    int quick = 0;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0)
+            quick = 1;
+        else if (strcmp(argv[i], "--work-iters") == 0 && i + 1 < argc)
+            heavy_iters = strtoull(argv[++i], NULL, 10);
+        else
+            return usage();
+    }
     int nthreads = 0;
     const workload *w = NULL;
     if (strncmp(argv[1], "threads", 7) == 0) {
@@ -309,6 +366,7 @@ int main(int argc, char **argv)
     }
     alarm(300); /* a hung backend dies instead of hanging the runner */
     make_tables();
+    if (w->fn == wl_heavy && heavy_iters == 0) heavy_iters = bench_work_calibrate(1000);
 
     be->init();
     be->thread_begin();
@@ -335,9 +393,10 @@ int main(int argc, char **argv)
                                : w->kind == BENCH_KIND_STR ? be->str_dtors
                                                            : be->obj_dtors;
     printf("RESULT backend=%s workload=%s threads=%d ops=%llu ns_per_op=%.4f expected=%llu "
-           "released=%llu released_final=%llu dtors=%s\n",
+           "released=%llu released_final=%llu dtors=%s work_iters=%llu\n",
            be->name, argv[1], nthreads ? nthreads : 1, (unsigned long long)ops,
            elapsed / (double)ops, (unsigned long long)(policy == BENCH_DTOR_NONE ? 0 : expected),
-           (unsigned long long)done, (unsigned long long)done_final, policy_name(policy));
+           (unsigned long long)done, (unsigned long long)done_final, policy_name(policy),
+           (unsigned long long)heavy_iters);
     return 0;
 }
