@@ -19,11 +19,13 @@
 #include "track.h"
 
 /* Hysteresis for empty slabs, per pool and thread: up to RETAIN_EMPTY are
- * kept indefinitely; up to RETAIN_MAX for PURGE_DELAY_MS after they became
- * empty, so a loop that fills and empties a big scope reuses them instead
- * of dropping and re-faulting pages every round. */
+ * kept indefinitely; up to RETAIN_MAX (4 MiB) for PURGE_DELAY_MS after they
+ * became empty, so a loop that fills and empties a big scope reuses them
+ * instead of dropping and re-faulting pages every round.  Measured: with
+ * 16, freeing 100,000 objects spent most of its time in madvise and its
+ * TLB shootdowns (samm_free_object 5.7x free() by hand; with 64, 1.2x). */
 #define RETAIN_EMPTY 4
-#define RETAIN_MAX 16
+#define RETAIN_MAX 64
 #define PURGE_DELAY_MS 100
 #define ADOPT_TRIES 8     /* abandoned slabs looked at per refill */
 #define EXTEND_BYTES 4096 /* fresh slots linked per extension     */
