@@ -128,13 +128,17 @@ static int cmp_double(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     int runs = 5;
+    double only = -1; /* --cost C: just that destructor cost */
     const char *csv = NULL, *plot = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) runs = 2;
         if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
         if (strcmp(argv[i], "--csv") == 0 && i + 1 < argc) csv = argv[++i];
         if (strcmp(argv[i], "--plot") == 0 && i + 1 < argc) plot = argv[++i];
+        if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc) runs = atoi(argv[++i]);
+        if (strcmp(argv[i], "--cost") == 0 && i + 1 < argc) only = atof(argv[++i]);
     }
+    if (runs < 1 || runs > 16) runs = 5;
     if (threads < 1 || threads > 64) threads = 1;
     calibrate();
     static const double costs[] = {0, 100, 1000, 10000};
@@ -151,6 +155,11 @@ int main(int argc, char **argv)
     printf("%8s %24s %24s %24s   %s\n", "cost", "inline ns/obj", "background ns/obj", "auto ns/obj",
            "throughput vs inline: bg, auto");
     for (int c = 0; c < NC; c++) {
+        if (only >= 0 && costs[c] != only) {
+            med[c][0] = med[c][1] = med[c][2] = lo[c][0] = lo[c][1] = lo[c][2] = 0;
+            hi[c][0] = hi[c][1] = hi[c][2] = 0;
+            continue;
+        }
         dtor_cost = costs[c];
         double per = 2 * costs[c] + 20;
         size_t n = (size_t)((runs > 2 ? 3e8 : 6e7) / per / threads);
