@@ -93,6 +93,11 @@ typedef void (*samm_error_fn)(const SAMMError *err, void *user);
  * previous handler.  Any thread; takes effect for errors reported after it. */
 SAMM_API samm_error_fn samm_set_error_handler(samm_error_fn fn, void *user);
 
+/* The default printer: one line, "samm: MESSAGE in CALL", to the output
+ * (samm_set_output).  A handler of the program's may call it for what it
+ * does not handle itself; `user` is ignored.  Any thread. */
+SAMM_API void samm_default_error_handler(const SAMMError *err, void *user);
+
 /* The handler installed now (NULL: the default printer), and its `user`
  * in *user when `user` is not NULL: what a handler that chains to the one
  * it replaces needs.  Any thread. */

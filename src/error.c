@@ -111,9 +111,17 @@ void samm__report(SAMMErrorCode code, const char *call, const void *ptr, const c
         in_handler = false;
         return;
     }
+    samm_default_error_handler(&err, NULL);
+}
+
+void samm_default_error_handler(const SAMMError *err, void *user)
+{
+    (void)user;
+    if (err == NULL) return;
     /* One write per line so lines from several threads do not interleave. */
-    char line[320];
-    snprintf(line, sizeof line, "samm: %s in %s\n", msg, err.call);
+    char line[400];
+    snprintf(line, sizeof line, "samm: %s in %s\n", err->message ? err->message : "?",
+             err->call ? err->call : "?");
     samm__out(line);
 }
 
