@@ -152,12 +152,15 @@ SAMMCleanupMode samm_get_cleanup_mode(void)
 /* Batches the worker finished for t: their memory is released here, where
  * the slabs are owned, and their arrays go to t's current frame if it has
  * none (no malloc for its next scope), else are freed. */
+static void auto_sample(samm_tld *t, uint64_t per);
+
 void samm__take_mail(samm_tld *t, const char *call)
 {
     samm_batch done[SAMM_MAILBOX_CAP];
     size_t n;
     while ((n = samm__mail_take(t, done)) != 0) {
         for (size_t i = 0; i < n; i++) {
+            if (done[i].entry_ns) auto_sample(t, done[i].entry_ns);
             samm__release_deferred(t, &done[i], call);
             if (t->nspare < SAMM_SPARE_ARRAYS)
                 t->spare[t->nspare++] = done[i]; /* for the next frame without */
@@ -180,11 +183,13 @@ static void clean_inline(samm_tld *t, samm_frame *f, samm_batch *b, const char *
  * enough on this thread to pay for the hand-over - a lock, a wake-up, and
  * every object's cache line crossing to another core and back, which
  * measured here costs more than a cheap destructor saves.  The cost is
- * learnt from this thread's own inline batches: its first AUTO_FIRST, then
- * one in AUTO_SAMPLE (also while offloading, so the estimate follows the
- * program).  The estimate rises only to the lower of the last two
- * samples, so one batch that lost the CPU mid-way does not send the next
- * hundred to a worker; a lower sample pulls it halfway down.
+ * learnt from the thread's own batches: its first AUTO_FIRST and, while
+ * cleaning inline, one in AUTO_SAMPLE are timed here; a batch handed to a
+ * worker is timed there (so an expensive destructor never has to run on
+ * this thread to be measured), and the sample comes back with the batch.
+ * The estimate rises only to the lower of the last two samples, so one
+ * batch that lost the CPU mid-way does not send the next hundred to a
+ * worker; a lower sample pulls it halfway down.
  * ---------------------------------------------------------------------- */
 #define AUTO_FIRST 2        /* timed batches before any is offloaded   */
 #define AUTO_SAMPLE 16      /* batches per timed one after that        */
@@ -196,11 +201,15 @@ enum { AUTO_INLINE, AUTO_TIMED, AUTO_OFFLOAD };
 static int auto_choose(samm_tld *t, const samm_batch *b)
 {
     uint32_t tick = t->auto_tick++;
-    if (tick < AUTO_FIRST || tick % AUTO_SAMPLE == 0) return AUTO_TIMED;
+    if (tick < AUTO_FIRST) return AUTO_TIMED;
     uint64_t n = b->count - b->ntomb;
-    bool worth = t->entry_ns >= AUTO_ENTRY_NS && n * t->entry_ns >= AUTO_BATCH_NS;
-    return worth && samm__worker_backlog() < 2 * (size_t)samm__worker_target() ? AUTO_OFFLOAD
-                                                                               : AUTO_INLINE;
+    bool expensive = t->entry_ns >= AUTO_ENTRY_NS;
+    if (expensive && n * t->entry_ns >= AUTO_BATCH_NS &&
+        samm__worker_backlog() < 2 * (size_t)samm__worker_target())
+        return AUTO_OFFLOAD;
+    /* Cheap entries are timed here now and then; expensive ones are timed
+     * on the worker. */
+    return !expensive && tick % AUTO_SAMPLE == 0 ? AUTO_TIMED : AUTO_INLINE;
 }
 
 static void clean_timed(samm_tld *t, samm_frame *f, samm_batch *b, const char *call)
@@ -208,8 +217,11 @@ static void clean_timed(samm_tld *t, samm_frame *f, samm_batch *b, const char *c
     uint64_t n = b->count - b->ntomb;
     uint64_t t0 = samm__now_ns();
     clean_inline(t, f, b, call);
-    if (!n) return;
-    uint64_t per = (samm__now_ns() - t0) / n;
+    if (n) auto_sample(t, (samm__now_ns() - t0) / n);
+}
+
+static void auto_sample(samm_tld *t, uint64_t per)
+{
     if (per > UINT32_MAX / 4) per = UINT32_MAX / 4;
     uint64_t last = t->last_ns, est = t->entry_ns;
     t->last_ns = (uint32_t)per;
@@ -268,6 +280,8 @@ static void clean_batch(samm_tld *t, samm_frame *f, samm_batch *b, const char *c
         }
         if (how == AUTO_OFFLOAD && !holds_pinned(b)) {
             b->owner = t;
+            b->timed = mode == SAMM_CLEANUP_AUTO;
+            b->entry_ns = 0;
             if (samm__worker_submit(t, b)) return;
             samm__count(t, SAMM_C_INLINE_FALLBACKS, 1);
         }

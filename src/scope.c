@@ -294,7 +294,7 @@ size_t samm__frame_find(samm_frame *f, const void *p)
 
 samm_batch samm__frame_take(samm_frame *f)
 {
-    samm_batch b = {f->ptrs, f->types, f->count, f->capacity, f->ntomb, f->nforeign, NULL, 0, 0};
+    samm_batch b = {f->ptrs, f->types, f->count, f->capacity, f->ntomb, f->nforeign, NULL, 0, 0, false, 0};
     f->ptrs = NULL;
     f->types = NULL;
     f->capacity = 0;

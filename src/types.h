@@ -164,6 +164,8 @@ typedef struct samm_batch {
     uint64_t seq;           /* queued as the seq-th batch (samm_wait)      */
     size_t nrelease;        /* back from the worker: the last nrelease
                                pointers still need their memory released */
+    bool timed;             /* auto mode: the worker times its cleanup...  */
+    uint32_t entry_ns;      /* ...and leaves the cost per entry here       */
 } samm_batch;
 
 #define SAMM_MAILBOX_CAP 32 /* finished batches waiting for their owner */

@@ -158,7 +158,12 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&lock);
 
         bool back = b.owner != NULL;
+        uint64_t t0 = b.timed ? samm__now_ns() : 0;
         samm__clean(w, &b, back, "samm_exit_scope (cleanup worker)");
+        if (b.timed && b.count > b.ntomb) {
+            uint64_t per = (samm__now_ns() - t0) / (b.count - b.ntomb);
+            b.entry_ns = per ? (uint32_t)(per < UINT32_MAX ? per : UINT32_MAX) : 1;
+        }
         /* All of it, the blocks its active slabs handed out included:
          * nothing else publishes a worker's counts before it stops, and
          * samm_wait promises exact statistics after it returns. */
